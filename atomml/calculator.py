@@ -1,0 +1,104 @@
+"""ASE calculator for any atomml potential.
+
+The neighbour list is built with ``cutoff + skin`` and reused across MD/optimisation steps until
+an atom has moved more than ``skin / 2`` (Verlet's criterion), or the cell, periodicity or
+atoms change; edges beyond the cutoff are dropped inside the potential.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from ase.calculators.calculator import Calculator, all_changes
+
+from . import keys
+from .graph import AtomicGraph, from_ase
+from .neighbors import neighbor_list
+from .potential import Potential
+from .potential_file import load_potential
+
+
+class AtomMLCalculator(Calculator):
+    """ASE calculator: energy, free_energy, energies (per atom), forces, stress (eV, Å).
+
+    Args:
+        potential: a :class:`~atomml.potential.Potential`, a file path or a shipped name.
+        device: torch device ("cpu", "cuda", ...); default: CUDA if available, else CPU.
+        dtype: torch.float32 (default) or torch.float64.
+        skin: Verlet skin in Å for reusing the neighbour list (0 rebuilds every call).
+        neighbor_backend: "auto", "vesin" or "torch" (see :mod:`atomml.neighbors`).
+    """
+
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+
+    def __init__(
+        self,
+        potential: Potential | str | os.PathLike[str],
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | str = torch.float32,
+        skin: float = 0.5,
+        neighbor_backend: str = "auto",
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        if device is None:
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if isinstance(dtype, str):
+            dtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
+        if not isinstance(potential, Potential):
+            potential = load_potential(potential)
+        self.potential = potential.to(device=device, dtype=dtype).eval()
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.skin = float(skin)
+        self.neighbor_backend = neighbor_backend
+        self.neighbor_list_builds = 0
+        self._reference: dict[str, np.ndarray] | None = None
+        self._edges: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def _needs_rebuild(self, atoms: Any) -> bool:
+        ref = self._reference
+        if ref is None or self._edges is None or len(atoms) != len(ref["positions"]):
+            return True
+        if not (np.array_equal(atoms.numbers, ref["numbers"]) and np.array_equal(atoms.pbc, ref["pbc"])):
+            return True
+        if not np.array_equal(np.asarray(atoms.cell), ref["cell"]):
+            return True
+        displacement = np.linalg.norm(atoms.positions - ref["positions"], axis=1)
+        return bool(displacement.max(initial=0.0) > 0.5 * self.skin)
+
+    def _graph(self, atoms: Any) -> AtomicGraph:
+        graph = from_ase(atoms, dtype=self.dtype).to(self.device)
+        if self._needs_rebuild(atoms):
+            self._edges = neighbor_list(
+                graph.positions, graph.cell, graph.pbc, self.potential.cutoff + self.skin,
+                batch=graph.batch, backend=self.neighbor_backend,
+            )
+            self._reference = {
+                "positions": atoms.positions.copy(),
+                "numbers": atoms.numbers.copy(),
+                "pbc": atoms.pbc.copy(),
+                "cell": np.asarray(atoms.cell).copy(),
+            }
+            self.neighbor_list_builds += 1
+        assert self._edges is not None
+        return graph.replace(edge_index=self._edges[0], cell_shift=self._edges[1])
+
+    def calculate(self, atoms: Any = None, properties: Any = None, system_changes: Any = all_changes) -> None:
+        properties = properties or ["energy"]
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        want_stress = "stress" in properties or bool(atoms.pbc.all())
+        out = self.potential(self._graph(atoms), compute_forces=True, compute_stress=want_stress)
+        energy = float(out[keys.ENERGY].detach().sum())
+        self.results = {
+            "energy": energy,
+            "free_energy": energy,
+            "energies": out[keys.ENERGIES].detach().cpu().double().numpy(),
+            "forces": out[keys.FORCES].detach().cpu().double().numpy(),
+        }
+        if want_stress:
+            self.results["stress"] = out[keys.STRESS][0].detach().cpu().double().numpy()

@@ -1,0 +1,229 @@
+"""The atomic graph: one batch of structures as flat tensors (see shared conventions).
+
+Fields, for a batch of B structures with N atoms in total and E directed edges:
+
+==================  ==========  =======  ===================================================
+field               shape       dtype    meaning
+==================  ==========  =======  ===================================================
+positions           (N, 3)      float    Cartesian coordinates, Å
+atomic_numbers      (N,)        int64    Z
+batch               (N,)        int64    structure index of each atom, sorted ascending
+cell                (B, 3, 3)   float    rows are lattice vectors a, b, c (Å); zero if unused
+pbc                 (B, 3)      bool     periodic along a, b, c, each axis on its own
+total_charge        (B,)        float    elementary charges
+edge_index          (2, E)      int64    row 0: receiving atom i, row 1: neighbour j
+cell_shift          (E, 3)      int64    S with r_ij = r_j - r_i + S @ cell[batch[i]]
+==================  ==========  =======  ===================================================
+
+Edge vectors are never stored: they are recomputed from positions, cell and shifts inside the
+potential so that autograd gives forces and stress.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .errors import InputError
+
+
+@dataclasses.dataclass
+class AtomicGraph:
+    positions: Tensor
+    atomic_numbers: Tensor
+    batch: Tensor
+    cell: Tensor
+    pbc: Tensor
+    total_charge: Tensor
+    edge_index: Tensor | None = None
+    cell_shift: Tensor | None = None
+
+    @property
+    def num_atoms(self) -> int:
+        return int(self.positions.shape[0])
+
+    @property
+    def num_graphs(self) -> int:
+        return int(self.cell.shape[0])
+
+    @property
+    def num_edges(self) -> int:
+        return 0 if self.edge_index is None else int(self.edge_index.shape[1])
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.positions.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.positions.device
+
+    def atoms_per_graph(self) -> Tensor:
+        """(B,) number of atoms in each structure."""
+        return torch.bincount(self.batch, minlength=self.num_graphs)
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> AtomicGraph:
+        """Move to a device; ``dtype`` changes the floating fields (positions, cell, charge)."""
+
+        def move(t: Tensor | None) -> Tensor | None:
+            if t is None:
+                return None
+            if dtype is not None and t.is_floating_point():
+                return t.to(device=device, dtype=dtype)
+            return t.to(device=device)
+
+        return AtomicGraph(**{f.name: move(getattr(self, f.name)) for f in dataclasses.fields(self)})
+
+    def replace(self, **changes: Any) -> AtomicGraph:
+        return dataclasses.replace(self, **changes)
+
+    def with_neighbors(self, cutoff: float, backend: str = "auto") -> AtomicGraph:
+        """Return a copy with ``edge_index`` and ``cell_shift`` for ``cutoff`` (Å)."""
+        from .neighbors import neighbor_list
+
+        edge_index, cell_shift = neighbor_list(
+            self.positions, self.cell, self.pbc, cutoff, batch=self.batch, backend=backend
+        )
+        return self.replace(edge_index=edge_index, cell_shift=cell_shift)
+
+    def split(self) -> list[AtomicGraph]:
+        """The structures of the batch as separate graphs, without edges."""
+        counts = self.atoms_per_graph().tolist()
+        pos = torch.split(self.positions, counts)
+        z = torch.split(self.atomic_numbers, counts)
+        return [
+            AtomicGraph(
+                positions=pos[b],
+                atomic_numbers=z[b],
+                batch=torch.zeros(counts[b], dtype=torch.long, device=self.device),
+                cell=self.cell[b : b + 1],
+                pbc=self.pbc[b : b + 1],
+                total_charge=self.total_charge[b : b + 1],
+            )
+            for b in range(self.num_graphs)
+        ]
+
+
+def _float_dtype(dtype: torch.dtype | None) -> torch.dtype:
+    return torch.float64 if dtype is None else dtype
+
+
+def _single(
+    positions: np.ndarray,
+    numbers: np.ndarray,
+    cell: np.ndarray,
+    pbc: np.ndarray,
+    charge: float,
+    dtype: torch.dtype,
+) -> AtomicGraph:
+    n = len(numbers)
+    return AtomicGraph(
+        positions=torch.as_tensor(np.asarray(positions, dtype=np.float64), dtype=dtype).reshape(n, 3),
+        atomic_numbers=torch.as_tensor(np.asarray(numbers), dtype=torch.long),
+        batch=torch.zeros(n, dtype=torch.long),
+        cell=torch.as_tensor(np.asarray(cell, dtype=np.float64), dtype=dtype).reshape(1, 3, 3),
+        pbc=torch.as_tensor(np.asarray(pbc, dtype=bool)).reshape(1, 3),
+        total_charge=torch.tensor([float(charge)], dtype=dtype),
+    )
+
+
+def _ase_charge(atoms: Any) -> float:
+    if "charge" in atoms.info:
+        return float(atoms.info["charge"])
+    if atoms.has("initial_charges"):
+        return float(atoms.get_initial_charges().sum())
+    return 0.0
+
+
+def from_ase(atoms: Any, dtype: torch.dtype | None = None) -> AtomicGraph:
+    """Graph from one ASE ``Atoms`` or a sequence of them (batched).
+
+    The total charge is read from ``atoms.info["charge"]`` if present, else from the sum of the
+    initial charges, else 0.
+    """
+    if isinstance(atoms, Iterable) and not hasattr(atoms, "get_positions"):
+        return batch_graphs([from_ase(a, dtype) for a in atoms])
+    return _single(
+        atoms.get_positions(),
+        atoms.get_atomic_numbers(),
+        np.asarray(atoms.get_cell()),
+        np.asarray(atoms.get_pbc()),
+        _ase_charge(atoms),
+        _float_dtype(dtype),
+    )
+
+
+def from_pymatgen(structure: Any, dtype: torch.dtype | None = None) -> AtomicGraph:
+    """Graph from a pymatgen ``Structure`` (periodic in 3D) or ``Molecule`` (no cell), or a
+    sequence of them (batched)."""
+    if isinstance(structure, (list, tuple)):
+        return batch_graphs([from_pymatgen(s, dtype) for s in structure])
+    numbers = np.array([site.specie.Z for site in structure])
+    charge = float(getattr(structure, "charge", 0.0) or 0.0)
+    if hasattr(structure, "lattice"):
+        cell = structure.lattice.matrix
+        pbc = np.asarray(getattr(structure.lattice, "pbc", (True, True, True)), dtype=bool)
+    else:
+        cell, pbc = np.zeros((3, 3)), np.zeros(3, dtype=bool)
+    return _single(structure.cart_coords, numbers, cell, pbc, charge, _float_dtype(dtype))
+
+
+def batch_graphs(graphs: Sequence[AtomicGraph]) -> AtomicGraph:
+    """Concatenate graphs into one batch; edges, if all graphs have them, are offset."""
+    if len(graphs) == 0:
+        raise InputError("cannot batch an empty list of structures: pass at least one structure")
+    offsets = np.cumsum([0] + [g.num_atoms for g in graphs[:-1]]).tolist()
+    graph_offsets = np.cumsum([0] + [g.num_graphs for g in graphs[:-1]]).tolist()
+    with_edges = all(g.edge_index is not None for g in graphs)
+    return AtomicGraph(
+        positions=torch.cat([g.positions for g in graphs]),
+        atomic_numbers=torch.cat([g.atomic_numbers for g in graphs]),
+        batch=torch.cat([g.batch + o for g, o in zip(graphs, graph_offsets)]),
+        cell=torch.cat([g.cell for g in graphs]),
+        pbc=torch.cat([g.pbc for g in graphs]),
+        total_charge=torch.cat([g.total_charge for g in graphs]),
+        edge_index=torch.cat([g.edge_index + o for g, o in zip(graphs, offsets)], dim=1) if with_edges else None,
+        cell_shift=torch.cat([g.cell_shift for g in graphs]) if with_edges else None,
+    )
+
+
+def check_graph(graph: AtomicGraph) -> None:
+    """Raise :class:`InputError` for inputs no potential can evaluate.
+
+    Checks: empty structures, non-finite coordinates or cells, and singular cells along
+    periodic axes.
+    """
+    counts = graph.atoms_per_graph()
+    if graph.num_atoms == 0 or bool((counts == 0).any()):
+        empty = torch.nonzero(counts == 0).flatten().tolist() if graph.num_atoms else [0]
+        raise InputError(f"structure(s) {empty} contain no atoms: remove empty structures before evaluating")
+    bad = ~torch.isfinite(graph.positions).all(dim=1)
+    if bool(bad.any()):
+        atoms = torch.nonzero(bad).flatten()[:10].tolist()
+        raise InputError(
+            f"non-finite (NaN or inf) coordinates for atom(s) {atoms}: check the structure file or "
+            "the simulation that produced it (an exploding MD run gives NaN positions)"
+        )
+    if not bool(torch.isfinite(graph.cell).all()):
+        raise InputError("the cell contains NaN or inf: give finite lattice vectors")
+    check_cells(graph.cell, graph.pbc)
+
+
+def check_cells(cell: Tensor, pbc: Tensor) -> None:
+    """Periodic lattice vectors must be linearly independent (a non-zero volume)."""
+    for b in torch.nonzero(pbc.any(dim=1)).flatten().tolist():
+        vectors = cell[b][pbc[b]].double()
+        gram_det = torch.det(vectors @ vectors.T)
+        scale = float((vectors.norm(dim=1) ** 2).prod())
+        if not bool(gram_det > 1e-12 * max(scale, 1e-300)):
+            axes = "".join("abc"[k] for k in range(3) if bool(pbc[b, k]))
+            raise InputError(
+                f"structure {b}: the periodic lattice vectors ({axes}) are singular or zero "
+                f"(cell = {cell[b].tolist()}): give a cell with non-zero volume along the periodic "
+                "axes, or set pbc=False for axes that are not periodic"
+            )

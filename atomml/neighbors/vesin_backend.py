@@ -1,0 +1,33 @@
+"""vesin backend: one vesin call per structure of the batch (vesin has no batched API)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def vesin_neighbor_list(positions: Tensor, cell: Tensor, pbc: Tensor, cutoff: float, batch: Tensor) -> tuple[Tensor, Tensor]:
+    import vesin
+
+    device = positions.device
+    pos = positions.detach().cpu().double().numpy()
+    cells = cell.detach().cpu().double().numpy()
+    periodic = pbc.cpu().numpy()
+    counts = torch.bincount(batch.cpu(), minlength=cells.shape[0]).numpy()
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    calculator = vesin.NeighborList(cutoff=cutoff, full_list=True, sorted=True)
+    all_i, all_j, all_s = [], [], []
+    for b, (start, n) in enumerate(zip(starts, counts)):
+        if n == 0:
+            continue
+        box = cells[b] if periodic[b].any() else np.zeros((3, 3))
+        i, j, s = calculator.compute(pos[start : start + n], box, periodic[b], quantities="ijS", copy=True)
+        all_i.append(i.astype(np.int64) + start)
+        all_j.append(j.astype(np.int64) + start)
+        all_s.append(s.astype(np.int64))
+    if not all_i:
+        return torch.zeros((2, 0), dtype=torch.long, device=device), torch.zeros((0, 3), dtype=torch.long, device=device)
+    edge_index = torch.from_numpy(np.stack([np.concatenate(all_i), np.concatenate(all_j)]))
+    cell_shift = torch.from_numpy(np.concatenate(all_s).reshape(-1, 3))
+    return edge_index.to(device), cell_shift.to(device)

@@ -1,0 +1,36 @@
+"""Physical constants and unit conversions: the one module where they are written.
+
+Source: CODATA 2018 exact and recommended values (the set that ASE's ``create_units("2018")``
+and OpenMM use). Internal units are eV, Å, amu, and ASE's time unit Å·sqrt(amu/eV).
+No other module writes a conversion factor as a literal.
+"""
+
+from __future__ import annotations
+
+# CODATA 2018
+ELEMENTARY_CHARGE_C = 1.602176634e-19  # exact
+AVOGADRO = 6.02214076e23  # exact, 1/mol
+BOLTZMANN_J_PER_K = 1.380649e-23  # exact
+ATOMIC_MASS_UNIT_KG = 1.66053906660e-27
+
+# Energy
+EV_TO_KJ_PER_MOL = ELEMENTARY_CHARGE_C * AVOGADRO / 1000.0  # 96.485332...
+KJ_PER_MOL_TO_EV = 1.0 / EV_TO_KJ_PER_MOL
+KCAL_TO_KJ = 4.184  # thermochemical calorie, exact
+EV_TO_KCAL_PER_MOL = EV_TO_KJ_PER_MOL / KCAL_TO_KJ
+BOLTZMANN_EV_PER_K = BOLTZMANN_J_PER_K / ELEMENTARY_CHARGE_C
+
+# Length
+NM_TO_ANGSTROM = 10.0
+ANGSTROM_TO_NM = 0.1
+
+# Time: ASE's unit of time is Å * sqrt(amu / eV).
+ASE_TIME_UNIT_S = 1e-10 * (ATOMIC_MASS_UNIT_KG / ELEMENTARY_CHARGE_C) ** 0.5
+FS = 1e-15 / ASE_TIME_UNIT_S  # one femtosecond in ASE time units
+PS = 1000.0 * FS
+
+# Pressure: 1 eV/Å^3 in GPa
+EV_PER_A3_TO_GPA = ELEMENTARY_CHARGE_C / 1e-30 / 1e9
+
+SECONDS_PER_DAY = 86400.0
+NS_PER_FS = 1e-6
