@@ -1,0 +1,118 @@
+"""Implementations of the ``atomml`` subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+
+def _calculator(potential: str, device: str | None, dtype: str):
+    from ..calculator import AtomMLCalculator
+
+    return AtomMLCalculator(potential, device=device, dtype=dtype)
+
+
+def md(args: argparse.Namespace) -> int:
+    from ase.io import read
+
+    from ..dynamics import MDSettings, run_md
+
+    atoms = read(args.structure, index=-1)
+    if args.charge is not None:
+        atoms.info["charge"] = args.charge
+    settings = MDSettings(
+        ensemble=args.ensemble,
+        temperature=args.temperature,
+        timestep_fs=args.timestep,
+        steps=args.steps,
+        friction_per_fs=args.friction,
+        interval=args.interval,
+        seed=args.seed,
+    )
+    result = run_md(
+        atoms,
+        _calculator(args.potential, args.device, args.dtype),
+        settings,
+        trajectory=args.trajectory,
+        log=args.log,
+        restart=not args.overwrite,
+        progress=not args.no_progress,
+    )
+    if result.resumed_from == settings.steps:
+        print(f"{args.trajectory}: already complete ({settings.steps} steps); use --overwrite to run again")
+    print(json.dumps(result.summary(), indent=1))
+    return 0
+
+
+def info(args: argparse.Namespace) -> int:
+    from ..potential_file import read_header, resolve
+
+    header = read_header(args.potential)
+    if args.json:
+        print(json.dumps(header, indent=1))
+        return 0
+    path = resolve(args.potential)
+    hp = {k: v for k, v in header["hyperparameters"].items() if k not in ("elements", "cutoff")}
+    lines = [
+        f"file:          {path} ({path.stat().st_size / 1024:.0f} KiB, format version {header['format_version']})",
+        f"architecture:  {header['architecture']}  {hp}",
+        f"elements:      {' '.join(header['elements'])}",
+        f"cutoff:        {header['cutoff']} Å",
+        f"dtype:         {header['dtype']}",
+        f"atomml:        {header['atomml_version']}",
+    ]
+    for key, value in header.get("metadata", {}).items():
+        lines.append(f"{key + ':':<14} {value}")
+    print("\n".join(lines))
+    return 0
+
+
+DEMO_POTENTIAL = "schnet-cu-emt-demo"
+DEMO_STRUCTURE = "cu_fcc_108.extxyz"
+
+
+def demo(args: argparse.Namespace) -> int:
+    """Langevin MD of shipped fcc copper with the shipped demo SchNet, then a check of its forces
+    against the reference it was trained on (EMT) on frames of that same trajectory."""
+    import torch
+    from ase.calculators.emt import EMT
+    from ase.io import read
+
+    from ..calculator import AtomMLCalculator
+    from ..dynamics import MDSettings, run_md
+
+    structure = resources.files("atomml._md") / "structures" / DEMO_STRUCTURE
+    with resources.as_file(structure) as path:
+        atoms = read(path)
+    calculator = AtomMLCalculator(DEMO_POTENTIAL, dtype=torch.float32)
+    settings = MDSettings(ensemble="nvt", temperature=300.0, timestep_fs=2.0, steps=args.steps, interval=50)
+    out = Path(args.output)
+    print(f"atomml demo: {len(atoms)}-atom fcc Cu, Langevin 300 K, {settings.steps} x 2 fs, potential {DEMO_POTENTIAL}")
+    force_errors: list[float] = []
+
+    def check_forces(frame, step: int) -> None:
+        if step % (10 * settings.interval) == 0:
+            reference = frame.copy()
+            reference.calc = EMT()
+            force_errors.append(float(np.abs(frame.get_forces() - reference.get_forces()).mean()))
+
+    result = run_md(
+        atoms, calculator, settings, out / "cu.extxyz", restart=False, progress=not args.no_progress, on_frame=check_forces
+    )
+    summary = {
+        "atoms": len(atoms),
+        "steps": result.steps_done,
+        "ns_per_day": round(result.ns_per_day, 3),
+        "mean_temperature_K": round(result.mean_temperature, 1),
+        "force_mae_vs_EMT_meV_per_A": round(1000 * float(np.mean(force_errors)), 1),
+        "frames_checked_against_EMT": len(force_errors),
+        "neighbor_list_builds": calculator.neighbor_list_builds,
+        "trajectory": str(result.trajectory),
+        "log": str(result.log),
+    }
+    print(json.dumps(summary, indent=1))
+    return 0

@@ -1,0 +1,110 @@
+"""The physics battery (atomml.testing) for every registered architecture, float32 and float64."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from atomml import testing
+from atomml.models import create
+
+ELEMENTS = [1, 6, 8, 29]
+SMALL = {"schnet": dict(n_atom_basis=16, n_filters=16, n_interactions=2, n_rbf=8)}
+CUTOFF = 3.5
+
+
+def make(arch: str, dtype: torch.dtype):
+    torch.manual_seed(0)
+    potential = create(arch, elements=ELEMENTS, cutoff=CUTOFF, atomic_energies={1: -0.5, 6: -1.0}, **SMALL[arch])
+    return potential.to(dtype)
+
+
+ARCHS = sorted(SMALL)
+DTYPES = [torch.float32, torch.float64]
+
+
+@pytest.fixture(scope="module")
+def molecule():
+    return testing.random_molecule(ELEMENTS, 14, seed=1)
+
+
+@pytest.fixture(scope="module")
+def crystal():
+    return testing.random_crystal(ELEMENTS, 10, seed=2)
+
+
+@pytest.fixture(scope="module")
+def slab():
+    return testing.random_crystal(ELEMENTS, 10, seed=3, pbc=(True, True, False))
+
+
+@pytest.fixture(scope="module")
+def tiny_cell():
+    # a cell smaller than the cutoff: atoms see periodic images of themselves
+    return testing.random_crystal(ELEMENTS, 2, seed=4, density=0.08, min_distance=1.2)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("structure", ["molecule", "crystal", "slab", "tiny_cell"])
+def test_invariance(arch, dtype, structure, request):
+    atoms = request.getfixturevalue(structure)
+    potential = make(arch, dtype)
+    forces = potential(__import__("atomml").from_ase(atoms, dtype=dtype))["forces"]
+    assert float(forces.abs().max()) > 1e-3, "forces vanish: the check would be vacuous"
+    testing.check_invariance(potential, atoms)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("structure", ["crystal", "slab", "tiny_cell"])
+def test_periodic_wrapping(arch, structure, request):
+    testing.check_periodic_wrapping(make(arch, torch.float64), request.getfixturevalue(structure))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("structure", ["molecule", "crystal", "slab", "tiny_cell"])
+def test_forces_finite_difference(arch, structure, request):
+    testing.check_forces_finite_difference(make(arch, torch.float64), request.getfixturevalue(structure))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("structure", ["crystal", "slab", "tiny_cell"])
+def test_stress_finite_difference(arch, structure, request):
+    testing.check_stress_finite_difference(make(arch, torch.float64), request.getfixturevalue(structure))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_cutoff_smoothness(arch, dtype):
+    testing.check_cutoff_smoothness(make(arch, dtype), element=6)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("structure", ["crystal", "slab", "tiny_cell"])
+def test_supercell_additivity(arch, dtype, structure, request):
+    testing.check_supercell_additivity(make(arch, dtype), request.getfixturevalue(structure))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_batch_consistency(arch, dtype, molecule, crystal, tiny_cell):
+    potential = make(arch, dtype)
+    testing.check_batch_consistency(potential, [molecule, crystal, molecule[:5], tiny_cell])
+    testing.check_batch_consistency(potential, [crystal, tiny_cell, crystal])
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_no_gradient_leak(arch, molecule, crystal, slab):
+    testing.check_no_gradient_leak(make(arch, torch.float64), [molecule, crystal, slab])
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_nve_conservation(arch, dtype, crystal):
+    testing.check_nve_conservation(make(arch, dtype), crystal * (2, 2, 2), steps=200)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_bad_inputs(arch, molecule):
+    testing.check_bad_inputs(make(arch, torch.float32), molecule)
