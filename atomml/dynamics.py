@@ -120,7 +120,8 @@ def run_md(
     start_step = 0
     if restart and state_path.exists():
         state = json.loads(state_path.read_text())
-        if state["settings"] != settings_dict:
+        # the number of steps may change between runs (extending a run); nothing else may
+        if {**state["settings"], "steps": settings.steps} != settings_dict:
             raise ValueError(
                 f"{trajectory} belongs to a run with other settings ({state['settings']}); "
                 "use another output name, or start over (--overwrite)"
@@ -199,7 +200,7 @@ def run_md(
         t, e = np.array(energies).T
         drift = float(np.polyfit(t, e, 1)[0]) / n_atoms
     return MDResult(
-        steps_done=settings.steps,
+        steps_done=max(start_step, settings.steps),
         resumed_from=start_step,
         wall_seconds=wall,
         ns_per_day=simulated_ns / wall * units.SECONDS_PER_DAY if wall > 0 and remaining > 0 else 0.0,

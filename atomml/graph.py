@@ -123,11 +123,11 @@ def _single(
 ) -> AtomicGraph:
     n = len(numbers)
     return AtomicGraph(
-        positions=torch.as_tensor(np.asarray(positions, dtype=np.float64), dtype=dtype).reshape(n, 3),
-        atomic_numbers=torch.as_tensor(np.asarray(numbers), dtype=torch.long),
+        positions=torch.tensor(np.array(positions, dtype=np.float64), dtype=dtype).reshape(n, 3),
+        atomic_numbers=torch.tensor(np.array(numbers, dtype=np.int64)),
         batch=torch.zeros(n, dtype=torch.long),
-        cell=torch.as_tensor(np.asarray(cell, dtype=np.float64), dtype=dtype).reshape(1, 3, 3),
-        pbc=torch.as_tensor(np.asarray(pbc, dtype=bool)).reshape(1, 3),
+        cell=torch.tensor(np.array(cell, dtype=np.float64), dtype=dtype).reshape(1, 3, 3),
+        pbc=torch.tensor(np.array(pbc, dtype=bool)).reshape(1, 3),
         total_charge=torch.tensor([float(charge)], dtype=dtype),
     )
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import torch
 
 from .errors import PotentialFileError
 from .potential import Potential
+from .resources import resource_folder
 
 FORMAT = "atomml-potential"
 FORMAT_VERSION = 1
@@ -68,17 +68,14 @@ def save_potential(potential: Potential, path: str | os.PathLike[str]) -> Path:
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION), "header": json.dumps(header)})
     os.replace(tmp, path)  # never leave a half-written file under the real name
+    os.chmod(path, 0o644)  # safetensors creates files readable by the owner only
     return path
 
 
 def shipped_potentials() -> dict[str, Path]:
     """Names and paths of the potentials shipped with atomml."""
-    folder = resources.files("atomml._potentials")
-    return {
-        entry.name[: -len(SUFFIX)]: Path(str(entry))
-        for entry in folder.iterdir()
-        if entry.name.endswith(SUFFIX)
-    }
+    folder = resource_folder("potentials")
+    return {entry.name[: -len(SUFFIX)]: entry for entry in sorted(folder.glob(f"*{SUFFIX}"))}
 
 
 def resolve(path_or_name: str | os.PathLike[str]) -> Path:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +41,7 @@ def md(args: argparse.Namespace) -> int:
         restart=not args.overwrite,
         progress=not args.no_progress,
     )
-    if result.resumed_from == settings.steps:
+    if result.resumed_from >= settings.steps:
         print(f"{args.trajectory}: already complete ({settings.steps} steps); use --overwrite to run again")
     print(json.dumps(result.summary(), indent=1))
     return 0
@@ -84,10 +83,9 @@ def demo(args: argparse.Namespace) -> int:
 
     from ..calculator import AtomMLCalculator
     from ..dynamics import MDSettings, run_md
+    from ..resources import resource_folder
 
-    structure = resources.files("atomml._md") / "structures" / DEMO_STRUCTURE
-    with resources.as_file(structure) as path:
-        atoms = read(path)
+    atoms = read(resource_folder("md") / "structures" / DEMO_STRUCTURE)
     calculator = AtomMLCalculator(DEMO_POTENTIAL, dtype=torch.float32)
     settings = MDSettings(ensemble="nvt", temperature=300.0, timestep_fs=2.0, steps=args.steps, interval=50)
     out = Path(args.output)

@@ -112,16 +112,29 @@ def torch_neighbor_list(positions: Tensor, cell: Tensor, pbc: Tensor, cutoff: fl
     width = float((hi[:, 0] - lo[:, 0]).max()) + 2.0 * cutoff + 1.0
     pt_key = torch.searchsorted(occupied, pt_col).double() * width + (pt_pos[:, 0] - lo[pt_batch, 0]).double()
     sorted_key, order = torch.sort(pt_key)
-    sorted_pos = pt_pos[order]
+    # Per-candidate work is gathers from these sorted point arrays. They are kept as separate
+    # 1D coordinate arrays: a 1D index_select is several times faster than gathering rows of
+    # an (P, 3) tensor, and so is summing three squares compared with a reduction over dim 1.
+    sorted_x, sorted_y, sorted_z = pt_pos[order].unbind(1)
+    sorted_x, sorted_y, sorted_z = sorted_x.contiguous(), sorted_y.contiguous(), sorted_z.contiguous()
     sorted_atom = pt_atom[order]
-    sorted_shift = pt_shift[order]
+    # shift of each point relative to the unwrapped atom: r_ij = point - wrapped_i needs
+    # S = point_shift - wrap[i]
+    point_shift = pt_shift[order] + wrap[sorted_atom]
+    # sorted slot of each atom's own unshifted copy, the one candidate that is not a pair
+    slot = torch.empty_like(order)
+    slot[order] = torch.arange(order.shape[0], device=device)
+    self_slot = slot[(pt_shift == 0).all(dim=1).nonzero().squeeze(1)]  # (N,), atoms in order
+    query_x, query_y, query_z = (c.contiguous() for c in wrapped.unbind(1))
 
-    # 4. candidates of each atom: one key range per neighbouring column, then the exact test
+    # 4. candidates of each atom: one key range per neighbouring column, then the exact test.
+    #    The x half-width of the range in a column is sqrt(cutoff^2 - gap^2), gap being the
+    #    (y, z) distance from the atom to the column, so corner columns give short ranges.
     r = COLUMN_SUBDIVISION
     span = torch.arange(-r, r + 1, device=device)
     offsets = torch.stack(torch.meshgrid(span, span, indexing="ij"), dim=-1).reshape(-1, 2)  # (K, 2)
     query_col = column_of(wrapped[:, 1:], batch)
-    margin = 1e-6 * width + 1e-9
+    margin = 1e-6 * width + 1e-9  # conservative against rounding of keys and column edges
     cutoff_sq = cutoff * cutoff
     chunk = max(1, QUERY_CHUNK // offsets.shape[0])
     edges_i, edges_j, shifts = [], [], []
@@ -130,18 +143,20 @@ def torch_neighbor_list(positions: Tensor, cell: Tensor, pbc: Tensor, cutoff: fl
         qb = batch[q].unsqueeze(1)
         nbr = query_col[q].unsqueeze(1) + offsets.unsqueeze(0)  # (Q, K, 2)
         valid = ((nbr >= 0) & (nbr < n_col[qb])).all(dim=-1)
-        # skip columns whose (y, z) rectangle is farther than the cutoff from the atom
+        # (y, z) distance from the atom to each column's rectangle; skip those beyond the cutoff
         rect_lo = lo[qb, 1:] + nbr.to(dtype) * col_size
         yz = wrapped[q, 1:].unsqueeze(1)
-        gap = torch.clamp(torch.maximum(rect_lo - yz, yz - rect_lo - col_size), min=0.0)
-        valid &= (gap * gap).sum(dim=-1) < cutoff_sq
+        gap = torch.clamp(torch.maximum(rect_lo - yz, yz - rect_lo - col_size) - margin, min=0.0)
+        gap_sq = (gap * gap).sum(dim=-1).double()
+        valid &= gap_sq < cutoff_sq
+        half_width = torch.sqrt(torch.clamp(cutoff_sq - gap_sq, min=0.0)) + margin
         ids = column_id(nbr, qb)
         rank = torch.searchsorted(occupied, ids).clamp(max=occupied.shape[0] - 1)
         valid &= occupied[rank] == ids
         x = (wrapped[q, 0] - lo[qb.squeeze(1), 0]).double().unsqueeze(1)
         base = rank.double() * width + x
-        first = torch.searchsorted(sorted_key, base - (cutoff + margin), side="left")
-        last = torch.searchsorted(sorted_key, base + (cutoff + margin), side="right")
+        first = torch.searchsorted(sorted_key, base - half_width, side="left")
+        last = torch.searchsorted(sorted_key, base + half_width, side="right")
         count = torch.where(valid, last - first, torch.zeros_like(first))
         total = int(count.sum())
         if total == 0:
@@ -150,15 +165,18 @@ def torch_neighbor_list(positions: Tensor, cell: Tensor, pbc: Tensor, cutoff: fl
         segment_base = first.reshape(-1) - _exclusive_cumsum(count)
         cand = torch.arange(total, device=device) + torch.repeat_interleave(segment_base, count)
         i = torch.repeat_interleave(q, count.view(-1, offsets.shape[0]).sum(dim=1))
-        diff = sorted_pos[cand] - wrapped[i]
-        close = torch.nonzero((diff * diff).sum(dim=1) < cutoff_sq).squeeze(1)
-        i, cand = i[close], cand[close]
-        j, t = sorted_atom[cand], sorted_shift[cand]
-        keep = torch.nonzero((j != i) | (t != 0).any(dim=1)).squeeze(1)
-        i, j, t = i[keep], j[keep], t[keep]
+        d = sorted_x.index_select(0, cand) - query_x.index_select(0, i)
+        dist_sq = d * d
+        d = sorted_y.index_select(0, cand) - query_y.index_select(0, i)
+        dist_sq += d * d
+        d = sorted_z.index_select(0, cand) - query_z.index_select(0, i)
+        dist_sq += d * d
+        pair = (dist_sq < cutoff_sq) & (cand != self_slot.index_select(0, i))
+        keep = torch.nonzero(pair).squeeze(1)
+        i, cand = i.index_select(0, keep), cand.index_select(0, keep)
         edges_i.append(i)
-        edges_j.append(j)
-        shifts.append(t + wrap[j] - wrap[i])
+        edges_j.append(sorted_atom.index_select(0, cand))
+        shifts.append(point_shift.index_select(0, cand) - wrap.index_select(0, i))
     if not edges_i:
         return _empty(device)
     return torch.stack([torch.cat(edges_i), torch.cat(edges_j)]), torch.cat(shifts)

@@ -1,0 +1,95 @@
+"""The ASE calculator: properties, neighbour-list reuse, and ASE's MD, optimisers and filters."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk, molecule
+from ase.filters import FrechetCellFilter
+from ase.md.langevin import Langevin
+from ase.md.verlet import VelocityVerlet
+from ase.optimize import BFGS, FIRE
+
+import atomml
+from atomml import units
+from atomml.models import create
+
+
+@pytest.fixture(scope="module")
+def potential():
+    torch.manual_seed(0)
+    return create("schnet", elements=[1, 6, 8, 29], cutoff=4.0, n_atom_basis=16, n_filters=16, n_interactions=2, n_rbf=8)
+
+
+def test_properties_match_the_potential(potential):
+    atoms = bulk("Cu", cubic=True) * (2, 2, 1)
+    atoms.rattle(0.05, seed=1)
+    atoms.calc = atomml.AtomMLCalculator(potential, dtype=torch.float64)
+    direct = potential.to(torch.float64)(atomml.from_ase(atoms), compute_stress=True)
+    assert atoms.get_potential_energy() == pytest.approx(float(direct["energy"][0]), rel=1e-12)
+    assert atoms.get_potential_energy() == atoms.get_potential_energy(force_consistent=True)
+    np.testing.assert_allclose(atoms.get_forces(), direct["forces"].detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(atoms.get_stress(), direct["stress"][0].detach().numpy(), rtol=1e-12, atol=1e-12)
+    assert atoms.get_potential_energies().sum() == pytest.approx(atoms.get_potential_energy(), rel=1e-10)
+    potential.to(torch.float32)
+
+
+def test_neighbor_list_reused_within_skin(potential):
+    atoms = bulk("Cu", cubic=True) * (2, 2, 2)
+    calc = atomml.AtomMLCalculator(potential, dtype=torch.float64, skin=1.0)
+    exact = atomml.AtomMLCalculator(potential, dtype=torch.float64, skin=0.0)
+    atoms.calc = calc
+    rng = np.random.default_rng(0)
+    for _ in range(8):
+        atoms.positions += rng.normal(0, 0.04, atoms.positions.shape)
+        e = atoms.get_potential_energy()
+        f = atoms.get_forces()
+        assert e == pytest.approx(exact.get_potential_energy(atoms), rel=1e-12)
+        np.testing.assert_allclose(f, exact.get_forces(atoms), atol=1e-12)
+    assert calc.neighbor_list_builds < exact.neighbor_list_builds
+    atoms.positions[0] += [0.6, 0, 0]  # more than skin / 2: must rebuild
+    builds = calc.neighbor_list_builds
+    atoms.get_potential_energy()
+    assert calc.neighbor_list_builds == builds + 1
+    potential.to(torch.float32)
+
+
+def test_velocity_verlet_and_langevin(potential):
+    atoms = molecule("CH3CH2OH")
+    atoms.calc = atomml.AtomMLCalculator(potential, dtype=torch.float64)
+    e0 = atoms.get_total_energy()
+    VelocityVerlet(atoms, timestep=0.25 * units.FS).run(40)
+    assert abs(atoms.get_total_energy() - e0) < 1e-3
+    Langevin(atoms, 0.5 * units.FS, temperature_K=300, friction=0.01 / units.FS, rng=np.random.default_rng(0)).run(20)
+    assert np.isfinite(atoms.get_positions()).all()
+    potential.to(torch.float32)
+
+
+@pytest.mark.parametrize("optimizer", [BFGS, FIRE])
+def test_optimizers_reduce_forces(potential, optimizer):
+    atoms = molecule("CH3CH2OH")
+    atoms.rattle(0.05, seed=2)
+    atoms.calc = atomml.AtomMLCalculator(potential, dtype=torch.float64)
+    f0 = np.abs(atoms.get_forces()).max()
+    optimizer(atoms, logfile=None).run(fmax=0.05, steps=300)
+    assert np.abs(atoms.get_forces()).max() < min(0.05, f0)
+    potential.to(torch.float32)
+
+
+def test_frechet_cell_filter_relaxes_cell(potential):
+    atoms = bulk("Cu", cubic=True) * (2, 2, 2)
+    atoms.rattle(0.02, seed=3)
+    atoms.calc = atomml.AtomMLCalculator(potential, dtype=torch.float64)
+    s0 = np.abs(atoms.get_stress()).max()
+    BFGS(FrechetCellFilter(atoms), logfile=None).run(fmax=0.01, steps=300)
+    assert np.abs(atoms.get_stress()).max() < min(0.01, s0)
+    assert np.abs(atoms.get_forces()).max() < 0.01
+    potential.to(torch.float32)
+
+
+def test_calculator_loads_files(tmp_path, potential):
+    path = atomml.save_potential(potential, tmp_path / "p")
+    atoms = molecule("H2O")
+    atoms.calc = atomml.AtomMLCalculator(str(path), dtype="float32")
+    assert np.isfinite(atoms.get_potential_energy())
