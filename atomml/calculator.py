@@ -57,6 +57,7 @@ class AtomMLCalculator(Calculator):
         self.neighbor_backend = neighbor_backend
         self.neighbor_list_builds = 0
         self._reference: dict[str, np.ndarray] | None = None
+        self._stress_wanted = False
         self._edges: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def _needs_rebuild(self, atoms: Any) -> bool:
@@ -91,7 +92,10 @@ class AtomMLCalculator(Calculator):
         properties = properties or ["energy"]
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
-        want_stress = "stress" in properties or bool(atoms.pbc.all())
+        # Once stress has been asked for (cell filters, NPT), compute it with every call, so
+        # that forces and stress come from one evaluation; plain MD never pays for it.
+        self._stress_wanted = self._stress_wanted or "stress" in properties
+        want_stress = self._stress_wanted
         out = self.potential(self._graph(atoms), compute_forces=True, compute_stress=want_stress)
         energy = float(out[keys.ENERGY].detach().sum())
         self.results = {

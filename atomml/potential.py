@@ -182,6 +182,9 @@ def _edge_vectors(positions: Tensor, cell: Tensor, batch: Tensor, edge_index: Te
     i, j = edge_index[0], edge_index[1]
     vec = positions[j] - positions[i]
     if cell_shift.numel():
-        shift = torch.bmm(cell_shift.to(positions.dtype).unsqueeze(1), cell[batch[i]]).squeeze(1)
-        vec = vec + shift
+        shift = cell_shift.to(positions.dtype)
+        if cell.shape[0] == 1:
+            vec = vec + shift @ cell[0]
+        else:
+            vec = vec + torch.bmm(shift.unsqueeze(1), cell[batch[i]]).squeeze(1)
     return vec

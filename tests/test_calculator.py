@@ -66,26 +66,31 @@ def test_velocity_verlet_and_langevin(potential):
     potential.to(torch.float32)
 
 
+# Relaxations need a physical potential (random weights pull atoms together): the shipped
+# demo SchNet, trained on EMT copper, whose own minimum is the reference.
 @pytest.mark.parametrize("optimizer", [BFGS, FIRE])
-def test_optimizers_reduce_forces(potential, optimizer):
-    atoms = molecule("CH3CH2OH")
-    atoms.rattle(0.05, seed=2)
-    atoms.calc = atomml.AtomMLCalculator(potential, dtype=torch.float64)
-    f0 = np.abs(atoms.get_forces()).max()
-    optimizer(atoms, logfile=None).run(fmax=0.05, steps=300)
-    assert np.abs(atoms.get_forces()).max() < min(0.05, f0)
-    potential.to(torch.float32)
-
-
-def test_frechet_cell_filter_relaxes_cell(potential):
+def test_optimizers_relax_positions(optimizer):
     atoms = bulk("Cu", cubic=True) * (2, 2, 2)
-    atoms.rattle(0.02, seed=3)
-    atoms.calc = atomml.AtomMLCalculator(potential, dtype=torch.float64)
-    s0 = np.abs(atoms.get_stress()).max()
-    BFGS(FrechetCellFilter(atoms), logfile=None).run(fmax=0.01, steps=300)
-    assert np.abs(atoms.get_stress()).max() < min(0.01, s0)
+    atoms.rattle(0.1, seed=2)
+    atoms.calc = atomml.AtomMLCalculator("schnet-cu-emt-demo", dtype=torch.float64)
+    f0 = np.abs(atoms.get_forces()).max()
+    assert f0 > 0.2
+    optimizer(atoms, logfile=None).run(fmax=0.01, steps=500)
     assert np.abs(atoms.get_forces()).max() < 0.01
-    potential.to(torch.float32)
+
+
+def test_frechet_cell_filter_finds_the_emt_lattice_constant():
+    from ase.calculators.emt import EMT
+
+    lattice = {}
+    for name, calc in [("atomml", atomml.AtomMLCalculator("schnet-cu-emt-demo", dtype=torch.float64)), ("emt", EMT())]:
+        atoms = bulk("Cu", "fcc", a=3.7, cubic=True) * (2, 2, 2)
+        atoms.rattle(0.03, seed=1)
+        atoms.calc = calc
+        BFGS(FrechetCellFilter(atoms), logfile=None).run(fmax=0.005, steps=300)
+        assert np.abs(atoms.get_stress()).max() < 1e-3 and np.abs(atoms.get_forces()).max() < 0.005
+        lattice[name] = float(np.cbrt(atoms.get_volume() / len(atoms) * 4))
+    assert lattice["atomml"] == pytest.approx(lattice["emt"], rel=0.01)
 
 
 def test_calculator_loads_files(tmp_path, potential):

@@ -34,3 +34,15 @@ def test_half_edges_picks_one_of_each_pair():
     edge_index = torch.tensor([[0, 1, 0, 0, 2, 2], [1, 0, 0, 0, 2, 2]])
     shift = torch.tensor([[0, 0, 0], [0, 0, 0], [1, 0, 0], [-1, 0, 0], [0, -1, 1], [0, 1, -1]])
     assert half_edges(edge_index, shift).tolist() == [0, 2, 5]
+
+
+def test_pair_convolution_gradients_including_double_backward():
+    from atomml.models.schnet import PairConvolution
+
+    torch.manual_seed(0)
+    h = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(7, 3, dtype=torch.float64, requires_grad=True)
+    envelope = torch.rand(7, dtype=torch.float64, requires_grad=True)
+    i, j = torch.randint(0, 5, (7,)), torch.randint(0, 5, (7,))
+    assert torch.autograd.gradcheck(PairConvolution.apply, (h, w, envelope, i, j))
+    assert torch.autograd.gradgradcheck(PairConvolution.apply, (h, w, envelope, i, j))

@@ -22,7 +22,6 @@ from torch import Tensor, nn
 from ..graph import AtomicGraph
 from ..nn.activations import ShiftedSoftplus
 from ..nn.radial import CosineCutoff, GaussianRBF
-from ..nn.scatter import scatter_sum
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +45,43 @@ def _dense(n_in: int, n_out: int, bias: bool = True) -> nn.Linear:
     return layer
 
 
+class PairConvolution(torch.autograd.Function):
+    """v_i = sum over pairs of h_j * w_ij (and v_j of h_i * w_ij), with w_ij = filter_ij * envelope_ij.
+
+    Written as an autograd function so that the backward pass keeps only h (atoms x F) and the
+    filter (pairs x F) instead of the gathered h_i, h_j and the product (three more pairs x F
+    tensors per interaction): memory for forces drops by about half. The backward uses
+    differentiable operations, so double backward (training on forces) works.
+    """
+
+    @staticmethod
+    def forward(ctx, h: Tensor, filt: Tensor, envelope: Tensor, i: Tensor, j: Tensor) -> Tensor:
+        ctx.save_for_backward(h, filt, envelope, i, j)
+        w = filt * envelope.unsqueeze(-1)
+        v = torch.zeros_like(h)
+        v.index_add_(0, i, h[j] * w)
+        v.index_add_(0, j, h[i] * w)
+        return v
+
+    @staticmethod
+    def backward(ctx, grad_v: Tensor):
+        h, filt, envelope, i, j = ctx.saved_tensors
+        grad_h = grad_filt = grad_envelope = None
+        gi, gj = grad_v[i], grad_v[j]
+        if ctx.needs_input_grad[0]:
+            w = filt * envelope.unsqueeze(-1)
+            grad_h = torch.zeros_like(h)
+            grad_h.index_add_(0, j, gi * w)
+            grad_h.index_add_(0, i, gj * w)
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            grad_w = gi * h[j] + gj * h[i]
+            if ctx.needs_input_grad[1]:
+                grad_filt = grad_w * envelope.unsqueeze(-1)
+            if ctx.needs_input_grad[2]:
+                grad_envelope = (grad_w * filt).sum(dim=-1)
+        return grad_h, grad_filt, grad_envelope, None, None
+
+
 class SchNetInteraction(nn.Module):
     """One continuous-filter convolution block (schnetpack's ``SchNetInteraction``)."""
 
@@ -57,10 +93,7 @@ class SchNetInteraction(nn.Module):
 
     def forward(self, x: Tensor, rbf: Tensor, envelope: Tensor, i: Tensor, j: Tensor) -> Tensor:
         """``i``, ``j``: the two ends of each unordered pair; messages go both ways."""
-        h = self.in2f(x)
-        w = self.filter_network(rbf) * envelope.unsqueeze(-1)
-        messages = torch.cat([h[j] * w, h[i] * w])
-        v = scatter_sum(messages, torch.cat([i, j]), x.shape[0])
+        v = PairConvolution.apply(self.in2f(x), self.filter_network(rbf), envelope, i, j)
         return self.f2out(v)
 
 

@@ -39,23 +39,26 @@ def _exclusive_cumsum(x: Tensor) -> Tensor:
 
 def _periodic_images(frac: Tensor, batch: Tensor, n_img: Tensor, pad: Tensor, pbc: Tensor) -> tuple[Tensor, Tensor]:
     """Atom index and integer shift of every copy (shift 0 included) within ``pad`` (fraction
-    of the cell) of the cell along each periodic axis."""
-    dims = 2 * n_img + 1  # (B, 3)
-    per_graph = dims.prod(dim=1)
-    counts = per_graph[batch]
-    atom = torch.repeat_interleave(torch.arange(frac.shape[0], device=frac.device), counts)
-    local = torch.arange(atom.shape[0], device=frac.device) - torch.repeat_interleave(_exclusive_cumsum(counts), counts)
-    d = dims[batch[atom]]
-    n = n_img[batch[atom]]
-    t0 = local % d[:, 0]
-    t1 = (local // d[:, 0]) % d[:, 1]
-    t2 = local // (d[:, 0] * d[:, 1])
-    shift = torch.stack([t0, t1, t2], dim=1) - n
-    g = frac[atom] + shift.to(frac.dtype)
-    p = pad[batch[atom]]
-    inside = (g >= -p) & (g <= 1.0 + p)
-    keep = (inside | ~pbc[batch[atom]]).all(dim=1)
-    return atom[keep], shift[keep]
+    of the cell) of the cell along each periodic axis.
+
+    One axis at a time: the copies along b are made only of the copies along a that were
+    kept, and so on, so the work is close to the number of points kept rather than
+    ``N * prod(2 * n_img + 1)``."""
+    device = frac.device
+    atom = torch.arange(frac.shape[0], device=device)
+    shift = torch.zeros((frac.shape[0], 3), dtype=torch.long, device=device)
+    for axis in range(3):
+        n_side = n_img[batch[atom], axis]
+        copies = 2 * n_side + 1
+        src = torch.repeat_interleave(torch.arange(atom.shape[0], device=device), copies)
+        s = torch.arange(src.shape[0], device=device) - _exclusive_cumsum(copies)[src] - n_side[src]
+        atom, shift = atom[src], shift[src]
+        shift[:, axis] = s
+        g = frac[atom, axis] + s.to(frac.dtype)
+        p = pad[batch[atom], axis]
+        keep = torch.nonzero(((g >= -p) & (g <= 1.0 + p)) | ~pbc[batch[atom], axis]).squeeze(1)
+        atom, shift = atom[keep], shift[keep]
+    return atom, shift
 
 
 def torch_neighbor_list(positions: Tensor, cell: Tensor, pbc: Tensor, cutoff: float, batch: Tensor) -> tuple[Tensor, Tensor]:
@@ -108,7 +111,9 @@ def torch_neighbor_list(positions: Tensor, cell: Tensor, pbc: Tensor, cutoff: fl
         return graph_offset[graph] + c2[..., 0] + n_col[graph, 0] * c2[..., 1]
 
     pt_col = column_id(column_of(pt_pos[:, 1:], pt_batch), pt_batch)
-    occupied = torch.unique(pt_col)  # sorted; ranks keep the float key small and exact enough
+    # sorted occupied column ids; ranks keep the float key small and exact enough. (sort and
+    # unique_consecutive: torch.unique is much slower on CPU when threads are contended)
+    occupied = torch.unique_consecutive(torch.sort(pt_col).values)
     width = float((hi[:, 0] - lo[:, 0]).max()) + 2.0 * cutoff + 1.0
     pt_key = torch.searchsorted(occupied, pt_col).double() * width + (pt_pos[:, 0] - lo[pt_batch, 0]).double()
     sorted_key, order = torch.sort(pt_key)
@@ -119,12 +124,15 @@ def torch_neighbor_list(positions: Tensor, cell: Tensor, pbc: Tensor, cutoff: fl
     sorted_x, sorted_y, sorted_z = sorted_x.contiguous(), sorted_y.contiguous(), sorted_z.contiguous()
     sorted_atom = pt_atom[order]
     # shift of each point relative to the unwrapped atom: r_ij = point - wrapped_i needs
-    # S = point_shift - wrap[i]
-    point_shift = pt_shift[order] + wrap[sorted_atom]
+    # S = point_shift - wrap[i]; kept as three 1D arrays too
+    point_shift = (pt_shift[order] + wrap[sorted_atom]).t().contiguous()  # (3, P)
     # sorted slot of each atom's own unshifted copy, the one candidate that is not a pair
+    unshifted = torch.nonzero((pt_shift == 0).all(dim=1)).squeeze(1)
     slot = torch.empty_like(order)
     slot[order] = torch.arange(order.shape[0], device=device)
-    self_slot = slot[(pt_shift == 0).all(dim=1).nonzero().squeeze(1)]  # (N,), atoms in order
+    self_slot = torch.empty(n_atoms, dtype=torch.long, device=device)
+    self_slot[pt_atom[unshifted]] = slot[unshifted]
+    query_wrap = wrap.t().contiguous()  # (3, N)
     query_x, query_y, query_z = (c.contiguous() for c in wrapped.unbind(1))
 
     # 4. candidates of each atom: one key range per neighbouring column, then the exact test.
@@ -176,7 +184,7 @@ def torch_neighbor_list(positions: Tensor, cell: Tensor, pbc: Tensor, cutoff: fl
         i, cand = i.index_select(0, keep), cand.index_select(0, keep)
         edges_i.append(i)
         edges_j.append(sorted_atom.index_select(0, cand))
-        shifts.append(point_shift.index_select(0, cand) - wrap.index_select(0, i))
+        shifts.append(torch.stack([point_shift[k].index_select(0, cand) - query_wrap[k].index_select(0, i) for k in range(3)], dim=1))
     if not edges_i:
         return _empty(device)
     return torch.stack([torch.cat(edges_i), torch.cat(edges_j)]), torch.cat(shifts)
