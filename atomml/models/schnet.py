@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from ..graph import AtomicGraph
 from ..nn.activations import ShiftedSoftplus
 from ..nn.radial import CosineCutoff, GaussianRBF
+from ..nn.scatter import scatter_sum
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,10 +59,8 @@ class PairConvolution(torch.autograd.Function):
     def forward(ctx, h: Tensor, filt: Tensor, envelope: Tensor, i: Tensor, j: Tensor) -> Tensor:
         ctx.save_for_backward(h, filt, envelope, i, j)
         w = filt * envelope.unsqueeze(-1)
-        v = torch.zeros_like(h)
-        v.index_add_(0, i, h[j] * w)
-        v.index_add_(0, j, h[i] * w)
-        return v
+        n = h.shape[0]
+        return scatter_sum(h[j] * w, i, n) + scatter_sum(h[i] * w, j, n)
 
     @staticmethod
     def backward(ctx, grad_v: Tensor):
@@ -70,9 +69,8 @@ class PairConvolution(torch.autograd.Function):
         gi, gj = grad_v[i], grad_v[j]
         if ctx.needs_input_grad[0]:
             w = filt * envelope.unsqueeze(-1)
-            grad_h = torch.zeros_like(h)
-            grad_h.index_add_(0, j, gi * w)
-            grad_h.index_add_(0, i, gj * w)
+            n = h.shape[0]
+            grad_h = scatter_sum(gi * w, j, n) + scatter_sum(gj * w, i, n)
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
             grad_w = gi * h[j] + gj * h[i]
             if ctx.needs_input_grad[1]:
