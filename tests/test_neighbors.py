@@ -352,3 +352,17 @@ def test_unknown_backend_raises():
 def test_nonpositive_cutoff_raises(backend, cutoff):
     with pytest.raises(ValueError, match="cutoff"):
         compute(backend, [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]], np.eye(3) * 5.0, (True,) * 3, cutoff)
+
+
+@pytest.mark.parametrize("bad", ["position", "cell", "cutoff"])
+def test_torch_backend_rejects_non_finite_input(bad):
+    positions = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    cell, cutoff = np.eye(3) * 5.0, 2.0
+    if bad == "position":
+        positions[2, 0] = np.nan
+    elif bad == "cell":
+        cell[1, 1] = np.inf
+    else:
+        cutoff = float("nan")
+    with pytest.raises(ValueError, match="finite|NaN"):
+        compute("torch", positions, cell, (True,) * 3, cutoff)

@@ -38,8 +38,10 @@ def neighbor_list(
     index (``None``: one structure). Returns edge_index (2, E) int64 (row 0 = i, row 1 = j)
     and cell_shift (E, 3) int64, on the device of ``positions``, sorted by i.
     """
-    if cutoff <= 0:
-        raise InputError(f"cutoff must be positive, got {cutoff}")
+    if not cutoff > 0 or cutoff == float("inf"):
+        raise InputError(f"cutoff must be a positive finite number of Å, got {cutoff}")
+    if not (bool(torch.isfinite(positions).all()) and bool(torch.isfinite(cell).all())):
+        raise InputError("non-finite (NaN or inf) positions or cell: check the structure or the run that made it")
     if cell.dim() == 2:
         cell = cell.unsqueeze(0)
     pbc = torch.as_tensor(pbc, device=positions.device)

@@ -1,4 +1,8 @@
-"""vesin backend: one vesin call per structure of the batch (vesin has no batched API)."""
+"""vesin backend: one vesin call per structure of the batch (vesin has no batched API).
+
+vesin runs with ``torch.get_num_threads()`` threads, so that ``torch.set_num_threads`` bounds
+the whole computation; left to itself, vesin 0.6 uses OMP_NUM_THREADS or one thread per core.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,11 @@ def vesin_neighbor_list(positions: Tensor, cell: Tensor, pbc: Tensor, cutoff: fl
     periodic = pbc.cpu().numpy()
     counts = torch.bincount(batch.cpu(), minlength=cells.shape[0]).numpy()
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    calculator = vesin.NeighborList(cutoff=cutoff, full_list=True, sorted=True)
+    options = dict(cutoff=cutoff, full_list=True, sorted=True)
+    try:
+        calculator = vesin.NeighborList(**options, n_threads=torch.get_num_threads())
+    except TypeError:  # older vesin has no n_threads option
+        calculator = vesin.NeighborList(**options)
     all_i, all_j, all_s = [], [], []
     for b, (start, n) in enumerate(zip(starts, counts)):
         if n == 0:
