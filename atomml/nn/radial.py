@@ -10,17 +10,30 @@ from torch import Tensor, nn
 
 class GaussianRBF(nn.Module):
     """exp(-(d - mu_k)^2 / (2 w^2)) with n centres mu_k evenly spaced on [start, cutoff] and
-    width w equal to the spacing (Schütt et al.; schnetpack's ``GaussianRBF``)."""
+    width w equal to the spacing (Schütt et al.; schnetpack's ``GaussianRBF``).
+
+    Centres and widths are fixed by (n_rbf, start, cutoff), so they are made in the dtype of
+    the distances at each call: a float64 model is exact to float64, not to float32 buffers.
+    """
 
     def __init__(self, n_rbf: int, cutoff: float, start: float = 0.0):
         super().__init__()
-        offsets = torch.linspace(start, cutoff, n_rbf, dtype=torch.float64)
-        widths = torch.full_like(offsets, float(abs(offsets[1] - offsets[0])) if n_rbf > 1 else 1.0)
-        self.register_buffer("offsets", offsets.float())
-        self.register_buffer("coefficient", (-0.5 / widths**2).float())
+        self.n_rbf, self.cutoff, self.start = int(n_rbf), float(cutoff), float(start)
+
+    @property
+    def offsets(self) -> Tensor:
+        return torch.linspace(self.start, self.cutoff, self.n_rbf, dtype=torch.float64)
+
+    @property
+    def coefficient(self) -> Tensor:
+        offsets = self.offsets
+        width = float(offsets[1] - offsets[0]) if self.n_rbf > 1 else 1.0
+        return torch.full_like(offsets, -0.5 / width**2)
 
     def forward(self, d: Tensor) -> Tensor:
-        return torch.exp(self.coefficient * (d.unsqueeze(-1) - self.offsets) ** 2)
+        offsets = self.offsets.to(device=d.device, dtype=d.dtype)
+        coefficient = self.coefficient.to(device=d.device, dtype=d.dtype)
+        return torch.exp(coefficient * (d.unsqueeze(-1) - offsets) ** 2)
 
 
 class CosineCutoff(nn.Module):
