@@ -142,9 +142,10 @@ def run_md(
             stale.unlink(missing_ok=True)
         rng = np.random.default_rng(settings.seed)
         thermalize_momenta(atoms, temperature_K=settings.temperature, rng=rng)
-        Stationary(atoms)
-        if not atoms.pbc.any():
-            ZeroRotation(atoms)
+        if len(atoms) > 1:  # one atom: removing its momentum would leave nothing to scale
+            Stationary(atoms)
+            if not atoms.pbc.any():
+                ZeroRotation(atoms)
     atoms.calc = calculator
     n_atoms = max(len(atoms), 1)
 
