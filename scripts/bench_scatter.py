@@ -36,6 +36,8 @@ import torch
 
 import atomml
 import atomml.nn.scatter as atomml_scatter
+from bench_neighbors import cpu_name  # sibling scripts
+from bench_schnet import water_box
 
 # atomml uses torch-scatter only off the CPU by default; this benchmark compares it on the CPU.
 atomml_scatter.TORCH_SCATTER_ON_CPU = True
@@ -160,28 +162,6 @@ def micro(sizes: list[int], repeats: int, warmup: int, seed: int) -> list[dict]:
 # end to end
 
 
-def water_box(n_per_side: int, seed: int = 0):
-    """Periodic cubic box of n^3 randomly oriented waters on a grid at ~1 g/cm^3."""
-    from ase import Atoms
-    from ase.build import molecule
-    from scipy.spatial.transform import Rotation
-
-    rng = np.random.default_rng(seed)
-    water = molecule("H2O")
-    mass = float(water.get_masses().sum())  # g/mol
-    n_mol = n_per_side**3
-    length = (n_mol * mass / 0.602214076) ** (1.0 / 3.0)  # Å, for 1 g/cm^3
-    spacing = length / n_per_side
-    local = water.positions - water.get_center_of_mass()
-    grid = np.stack(np.meshgrid(*[np.arange(n_per_side)] * 3, indexing="ij"), -1).reshape(-1, 3)
-    centres = (grid + 0.5) * spacing
-    rot = Rotation.random(n_mol, random_state=seed).as_matrix()
-    positions = (centres[:, None, :] + np.einsum("mij,aj->mai", rot, local)).reshape(-1, 3)
-    positions += rng.normal(scale=0.02, size=positions.shape)
-    numbers = np.tile(water.numbers, n_mol)
-    return Atoms(numbers=numbers, positions=positions, cell=[length] * 3, pbc=True)
-
-
 def scatter_share(pot, graph, modes, calls: int) -> dict:
     """Time spent inside SchNet's scatter_sum calls, as a share of the whole call: the most
     that any faster scatter could save. Measured in separate calls (the timing wrapper is not
@@ -300,17 +280,6 @@ def end_to_end(repeats: int, warmup: int, n_per_side: int, seed: int) -> dict:
             "forces_allclose": bool(torch.allclose(f1, f0, rtol=1e-4, atol=1e-4)),
         }
     return report
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def main() -> None:
