@@ -216,14 +216,20 @@ def check_graph(graph: AtomicGraph) -> None:
 
 def check_cells(cell: Tensor, pbc: Tensor) -> None:
     """Periodic lattice vectors must be linearly independent (a non-zero volume)."""
-    for b in torch.nonzero(pbc.any(dim=1)).flatten().tolist():
-        vectors = cell[b][pbc[b]].double()
-        gram_det = torch.det(vectors @ vectors.T)
-        scale = float((vectors.norm(dim=1) ** 2).prod())
-        if not bool(gram_det > 1e-12 * max(scale, 1e-300)):
-            axes = "".join("abc"[k] for k in range(3) if bool(pbc[b, k]))
-            raise InputError(
-                f"structure {b}: the periodic lattice vectors ({axes}) are singular or zero "
-                f"(cell = {cell[b].tolist()}): give a cell with non-zero volume along the periodic "
-                "axes, or set pbc=False for axes that are not periodic"
-            )
+    if not bool(pbc.any()):
+        return
+    # Gram determinant of the periodic vectors, batched: non-periodic rows are zeroed and get a
+    # 1 on the Gram diagonal, which leaves the determinant of the periodic block unchanged.
+    vectors = cell.double() * pbc.unsqueeze(-1)
+    gram = vectors @ vectors.transpose(1, 2)
+    gram = gram + torch.diag_embed((~pbc).double())
+    scale = torch.where(pbc, (vectors**2).sum(dim=-1), torch.ones_like(gram[..., 0])).prod(dim=-1)
+    singular = pbc.any(dim=1) & ~(torch.linalg.det(gram) > 1e-12 * scale.clamp(min=1e-300))
+    if bool(singular.any()):
+        b = int(torch.nonzero(singular)[0])
+        axes = "".join("abc"[k] for k in range(3) if bool(pbc[b, k]))
+        raise InputError(
+            f"structure {b}: the periodic lattice vectors ({axes}) are singular or zero "
+            f"(cell = {cell[b].tolist()}): give a cell with non-zero volume along the periodic "
+            "axes, or set pbc=False for axes that are not periodic"
+        )

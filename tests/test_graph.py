@@ -99,3 +99,11 @@ def test_zero_vacuum_vector_is_fine_when_not_periodic():
     atoms = Atoms("H2", positions=[[0, 0, 0], [1, 0, 0]], cell=[[2, 0, 0], [0, 2, 0], [0, 0, 0]], pbc=[True, True, False])
     check_graph(atomml.from_ase(atoms))  # must not raise
     assert atomml.from_ase(atoms).with_neighbors(1.5).num_edges > 0
+
+
+def test_singular_cell_found_inside_a_batch():
+    good = bulk("Cu", cubic=True)
+    bad = Atoms("H", positions=[[0, 0, 0]], cell=[[2, 0, 0], [0, 2, 0], [2, 2, 0]], pbc=True)
+    with pytest.raises(atomml.InputError, match="structure 2"):
+        check_graph(atomml.from_ase([good, molecule("H2O"), bad]))
+    check_graph(atomml.from_ase([good, molecule("H2O"), fcc111("Cu", size=(1, 1, 2), vacuum=3.0)]))
