@@ -354,8 +354,9 @@ def test_nonpositive_cutoff_raises(backend, cutoff):
         compute(backend, [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]], np.eye(3) * 5.0, (True,) * 3, cutoff)
 
 
+@pytest.mark.parametrize("backend", ["torch", "vesin"])
 @pytest.mark.parametrize("bad", ["position", "cell", "cutoff"])
-def test_torch_backend_rejects_non_finite_input(bad):
+def test_non_finite_input_is_rejected(backend, bad):
     positions = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     cell, cutoff = np.eye(3) * 5.0, 2.0
     if bad == "position":
@@ -365,4 +366,4 @@ def test_torch_backend_rejects_non_finite_input(bad):
     else:
         cutoff = float("nan")
     with pytest.raises(ValueError, match="finite|NaN"):
-        compute("torch", positions, cell, (True,) * 3, cutoff)
+        compute(backend, positions, cell, (True,) * 3, cutoff)

@@ -24,12 +24,8 @@ Algorithm, for all structures of the batch at once:
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
-
-from ..errors import InputError
 
 COLUMN_SUBDIVISION = 2  # columns of cutoff / 2 in (y, z): fewer candidates than cutoff-wide ones
 QUERY_CHUNK = 1 << 19  # bound on (queries x neighbour columns) handled at once, for memory
@@ -89,12 +85,8 @@ def _column_span(
 def torch_neighbor_list(positions: Tensor, cell: Tensor, pbc: Tensor, cutoff: float, batch: Tensor) -> tuple[Tensor, Tensor]:
     device, dtype = positions.device, positions.dtype
     n_atoms = positions.shape[0]
-    if not (math.isfinite(cutoff) and cutoff > 0):
-        raise InputError(f"cutoff must be a finite positive number, got {cutoff}")
     if n_atoms == 0:
         return _empty(device)
-    if not bool(torch.isfinite(positions).all() & torch.isfinite(cell).all()):
-        raise InputError("positions or cell contain NaN or infinite values")
     cell = cell.to(dtype)
     pbc = pbc.to(device)
 
