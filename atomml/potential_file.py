@@ -152,6 +152,8 @@ def load_potential(
             metadata=header.get("metadata"),
             **header["hyperparameters"],
         )
+        # in the stored dtype before loading: float64 weights loaded into float32 would be rounded
+        potential.to(getattr(torch, header.get("dtype", "float32")))
         potential.load_state_dict(tensors, strict=True)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise PotentialFileError(f"{path}: the header and weights do not describe a valid potential ({exc})") from exc

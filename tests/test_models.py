@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from atomml.models import ARCHITECTURES, create
-from atomml.models.schnet import half_edges
+from atomml.nn.pairs import half_edges
 
 
 def test_create_validates_hyperparameters():
@@ -37,7 +37,7 @@ def test_half_edges_picks_one_of_each_pair():
 
 
 def test_pair_convolution_gradients_including_double_backward():
-    from atomml.models.schnet import PairConvolution
+    from atomml.nn.pairs import PairConvolution
 
     torch.manual_seed(0)
     h = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)

@@ -14,9 +14,11 @@ from torch import nn
 
 from ..potential import Potential
 from .schnet import SchNet, SchNetConfig
+from .tensornet import TensorNet, TensorNetConfig
 
 ARCHITECTURES: dict[str, tuple[type, type[nn.Module]]] = {
     "schnet": (SchNetConfig, SchNet),
+    "tensornet": (TensorNetConfig, TensorNet),
 }
 
 
@@ -74,4 +76,4 @@ def create(
     )
 
 
-__all__ = ["ARCHITECTURES", "create", "register", "build_config", "SchNet", "SchNetConfig"]
+__all__ = ["ARCHITECTURES", "create", "register", "build_config", "SchNet", "SchNetConfig", "TensorNet", "TensorNetConfig"]

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from ..graph import AtomicGraph
 from ..nn.activations import ShiftedSoftplus
 from ..nn.radial import CosineCutoff, GaussianRBF
-from ..nn.scatter import scatter_sum
+from ..nn.pairs import PairConvolution, half_edges
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,40 +48,6 @@ def _dense(n_in: int, n_out: int, bias: bool = True) -> nn.Linear:
     return layer
 
 
-class PairConvolution(torch.autograd.Function):
-    """v_i = sum over pairs of h_j * w_ij (and v_j of h_i * w_ij), with w_ij = filter_ij * envelope_ij.
-
-    Written as an autograd function so that the backward pass keeps only h (atoms x F) and the
-    filter (pairs x F) instead of the gathered h_i, h_j and the product (three more pairs x F
-    tensors per interaction): memory for forces drops by about half. The backward uses
-    differentiable operations, so double backward (training on forces) works.
-    """
-
-    @staticmethod
-    def forward(ctx, h: Tensor, filt: Tensor, envelope: Tensor, i: Tensor, j: Tensor) -> Tensor:
-        ctx.save_for_backward(h, filt, envelope, i, j)
-        w = filt * envelope.unsqueeze(-1)
-        n = h.shape[0]
-        return scatter_sum(h[j] * w, i, n) + scatter_sum(h[i] * w, j, n)
-
-    @staticmethod
-    def backward(ctx, grad_v: Tensor):
-        h, filt, envelope, i, j = ctx.saved_tensors
-        grad_h = grad_filt = grad_envelope = None
-        gi, gj = grad_v[i], grad_v[j]
-        if ctx.needs_input_grad[0]:
-            w = filt * envelope.unsqueeze(-1)
-            n = h.shape[0]
-            grad_h = scatter_sum(gi * w, j, n) + scatter_sum(gj * w, i, n)
-        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-            grad_w = gi * h[j] + gj * h[i]
-            if ctx.needs_input_grad[1]:
-                grad_filt = grad_w * envelope.unsqueeze(-1)
-            if ctx.needs_input_grad[2]:
-                grad_envelope = (grad_w * filt).sum(dim=-1)
-        return grad_h, grad_filt, grad_envelope, None, None
-
-
 class SchNetInteraction(nn.Module):
     """One continuous-filter convolution block (schnetpack's ``SchNetInteraction``)."""
 
@@ -95,15 +61,6 @@ class SchNetInteraction(nn.Module):
         """``i``, ``j``: the two ends of each unordered pair; messages go both ways."""
         v = PairConvolution.apply(self.in2f(x), self.filter_network(rbf), envelope, i, j)
         return self.f2out(v)
-
-
-def half_edges(edge_index: Tensor, cell_shift: Tensor) -> Tensor:
-    """Indices of one edge of each (i->j, j->i) pair of a full list: i < j, or i == j (a
-    periodic image of the atom itself) with the first non-zero shift component positive."""
-    i, j = edge_index[0], edge_index[1]
-    s = cell_shift.long()
-    first_nonzero = torch.where(s[:, 0] != 0, s[:, 0], torch.where(s[:, 1] != 0, s[:, 1], s[:, 2]))
-    return torch.nonzero((i < j) | ((i == j) & (first_nonzero > 0))).squeeze(1)
 
 
 class SchNet(nn.Module):
