@@ -46,3 +46,46 @@ def test_pair_convolution_gradients_including_double_backward():
     i, j = torch.randint(0, 5, (7,)), torch.randint(0, 5, (7,))
     assert torch.autograd.gradcheck(PairConvolution.apply, (h, w, envelope, i, j))
     assert torch.autograd.gradgradcheck(PairConvolution.apply, (h, w, envelope, i, j))
+
+
+def test_pair_convolution_with_components_in_chunks(monkeypatch):
+    """Vector/tensor components share a pair's weight; several chunks; gradients and double
+    backward against finite differences."""
+    from atomml.nn import pairs
+
+    monkeypatch.setattr(pairs, "CHUNK_BYTES", 1)  # the minimum chunk (64 pairs) -> 3 chunks
+    torch.manual_seed(1)
+    n, p = 9, 150
+    h = torch.randn(n, 3, 2, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(p, 2, dtype=torch.float64, requires_grad=True)
+    envelope = torch.rand(p, dtype=torch.float64, requires_grad=True)
+    i, j = torch.randint(0, n, (p,)), torch.randint(0, n, (p,))
+    expected = torch.zeros(n, 3, 2, dtype=torch.float64)
+    wp = (w * envelope.unsqueeze(-1)).unsqueeze(1)
+    expected = expected.index_add(0, i, h[j] * wp).index_add(0, j, h[i] * wp)
+    assert torch.allclose(pairs.PairConvolution.apply(h, w, envelope, i, j), expected, atol=1e-13)
+    assert torch.autograd.gradcheck(pairs.PairConvolution.apply, (h, w, envelope, i, j))
+    assert torch.autograd.gradgradcheck(pairs.PairConvolution.apply, (h, w, envelope, i, j))
+
+
+def test_directional_pair_sum_against_plain_operations(monkeypatch):
+    from atomml.nn import pairs
+
+    monkeypatch.setattr(pairs, "CHUNK_BYTES", 1)  # the minimum chunk (16 pairs) -> 3 chunks
+    torch.manual_seed(2)
+    n, p, f = 7, 40, 3
+    groups, signs = (0, 1, 1, 1, 2, 2), (1.0, -1.0, -1.0, -1.0, 1.0, 1.0)
+    args = [torch.randn(*shape, dtype=torch.float64, requires_grad=True) for shape in ((n, f), (n, f), (p, 3, f), (p, 6))]
+    i, j = torch.randint(0, n, (p,)), torch.randint(0, n, (p,))
+
+    def op(pn, qn, w, g):
+        return pairs.DirectionalPairSum.apply(pn, qn, w, g, groups, signs, i, j)
+
+    pn, qn, w, g = args
+    m = w[:, list(groups)] * g.unsqueeze(-1)
+    sign = torch.tensor(signs, dtype=torch.float64).view(1, -1, 1)
+    expected = torch.zeros(n, 6, f, dtype=torch.float64).index_add(0, i, m * (pn[i] + qn[j]).unsqueeze(1))
+    expected = expected.index_add(0, j, m * sign * (pn[j] + qn[i]).unsqueeze(1))
+    assert torch.allclose(op(*args), expected, atol=1e-13)
+    assert torch.autograd.gradcheck(op, args)
+    assert torch.autograd.gradgradcheck(op, args)

@@ -39,8 +39,7 @@ from torch import Tensor, nn
 
 from ..graph import AtomicGraph
 from ..nn.activations import ShiftedSoftplus
-from ..nn.pairs import PairConvolution, half_edges
-from ..nn.scatter import scatter_sum
+from ..nn.pairs import DirectionalPairSum, PairConvolution, half_edges
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "silu": nn.SiLU,
@@ -50,6 +49,10 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "mish": nn.Mish,
 }
 GROUPS = ("O(3)", "SO(3)")
+# Embedding components: I (radial weight 0), A's axial vector (weight 1, odd under i <-> j),
+# S's five components (weight 2)
+_GROUPS = (0, 1, 1, 1, 2, 2, 2, 2, 2)
+_SIGNS = (1.0, -1.0, -1.0, -1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,19 +193,15 @@ class TensorEmbedding(nn.Module):
         p = z @ w1.t() + self.emb2.bias  # emb2([Z_i, Z_j]) = P_i + Q_j
         q = z @ w2.t()
         h = (self.distance_proj(rbf) * envelope.unsqueeze(-1)).view(-1, 3, f)
-        to_i = p[i] + q[j]  # the pair embedding seen from i, and from j
-        to_j = p[j] + q[i]
-        h_i, h_j = h * to_i.unsqueeze(1), h * to_j.unsqueeze(1)
+        # geometric factors of each pair: 1 (for I), u (for A; odd under i <-> j) and the five
+        # components of u u^T - 1/3 (for S)
+        ux, uy, uz = u.unbind(1)
+        ones = torch.ones_like(ux)
+        geometry = torch.stack((ones, ux, uy, uz, ux * ux - 1 / 3, uy * uy - 1 / 3, ux * uy, ux * uz, uy * uz), dim=1)
+        x = DirectionalPairSum.apply(p, q, h, geometry, _GROUPS, _SIGNS, i, j)
         # self-loop (d = 0): only the scalar part, with weight emb2([Z_i, Z_i])
         h0 = self.distance_proj(rbf0)[:f] * envelope0
-        scalar = scatter_sum(h_i[:, 0], i, n) + scatter_sum(h_j[:, 0], j, n) + (p + q) * h0
-        # u_ji = -u_ij; u u^T is the same from both ends
-        vector = scatter_sum(u.unsqueeze(-1) * h_i[:, 1].unsqueeze(1), i, n) - scatter_sum(
-            u.unsqueeze(-1) * h_j[:, 1].unsqueeze(1), j, n
-        )
-        ux, uy, uz = u.unbind(1)
-        outer = torch.stack((ux * ux - 1 / 3, uy * uy - 1 / 3, ux * uy, ux * uz, uy * uz), dim=1).unsqueeze(-1)
-        sym = scatter_sum(outer * h_i[:, 2].unsqueeze(1), i, n) + scatter_sum(outer * h_j[:, 2].unsqueeze(1), j, n)
+        scalar, vector, sym = x[:, 0] + (p + q) * h0, x[:, 1:4], x[:, 4:]
 
         norm = self.init_norm(sum(squared_norms(scalar, vector, sym)))
         norm = self.linears_scalar(norm).view(n, 3, f)
@@ -235,9 +234,10 @@ class Interaction(nn.Module):
         scalar, vector, sym = lt[0](scalar), lt[1](vector), lt[2](sym)
         y = to_matrix(scalar, vector, sym)
 
-        m_scalar = PairConvolution.apply(scalar, filt[:, 0], envelope, i, j) + filt0[0] * scalar
-        m_vector = PairConvolution.apply(vector, filt[:, 1], envelope, i, j) + filt0[1] * vector
-        m_sym = PairConvolution.apply(sym, filt[:, 2], envelope, i, j) + filt0[2] * sym
+        f_scalar, f_vector, f_sym = filt.unbind(1)  # unbind: one gradient buffer, not three
+        m_scalar = PairConvolution.apply(scalar, f_scalar, envelope, i, j) + filt0[0] * scalar
+        m_vector = PairConvolution.apply(vector, f_vector, envelope, i, j) + filt0[1] * vector
+        m_sym = PairConvolution.apply(sym, f_sym, envelope, i, j) + filt0[2] * sym
         msg = to_matrix(m_scalar, m_vector, m_sym)
 
         if self.o3:
