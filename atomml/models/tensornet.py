@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from ..graph import AtomicGraph
 from ..nn.activations import ShiftedSoftplus
-from ..nn.pairs import DirectionalPairSum, PairConvolution, half_edges
+from ..nn.pairs import directional_pair_sum, half_edges, pair_convolution
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "silu": nn.SiLU,
@@ -185,7 +185,7 @@ class TensorEmbedding(nn.Module):
         self.linears_scalar = _mlp([f, 2 * f, 3 * f], act, last_act=True)
         self.init_norm = nn.LayerNorm(f)
 
-    def forward(self, species, i, j, u, rbf, envelope, rbf0, envelope0):
+    def forward(self, species, i, j, u, rbf, envelope, rbf0, envelope0, both_ways: bool = True):
         """``u`` (P, 3): unit vectors r_i - r_j of the pairs (torchmd-net's direction)."""
         n, f = species.shape[0], self.hidden
         z = self.emb(species).to(rbf.dtype)
@@ -198,7 +198,7 @@ class TensorEmbedding(nn.Module):
         ux, uy, uz = u.unbind(1)
         ones = torch.ones_like(ux)
         geometry = torch.stack((ones, ux, uy, uz, ux * ux - 1 / 3, uy * uy - 1 / 3, ux * uy, ux * uz, uy * uz), dim=1)
-        x = DirectionalPairSum.apply(p, q, h, geometry, _GROUPS, _SIGNS, i, j)
+        x = directional_pair_sum(p, q, h, geometry, _GROUPS, _SIGNS, i, j, both_ways)
         # self-loop (d = 0): only the scalar part, with weight emb2([Z_i, Z_i])
         h0 = self.distance_proj(rbf0)[:f] * envelope0
         scalar, vector, sym = x[:, 0] + (p + q) * h0, x[:, 1:4], x[:, 4:]
@@ -221,7 +221,7 @@ class Interaction(nn.Module):
         self.linears_scalar = _mlp([config.num_rbf, f, 2 * f, 3 * f], act, last_act=True)
         self.linears_tensor = nn.ModuleList(nn.Linear(f, f, bias=False) for _ in range(6))
 
-    def forward(self, x, i, j, rbf, envelope, rbf0, envelope0, charge_factor):
+    def forward(self, x, i, j, rbf, envelope, rbf0, envelope0, charge_factor, both_ways: bool = True):
         scalar, vector, sym = x
         n, f = scalar.shape[0], self.hidden
         filt = self.linears_scalar(rbf).view(-1, 3, f)
@@ -235,9 +235,9 @@ class Interaction(nn.Module):
         y = to_matrix(scalar, vector, sym)
 
         f_scalar, f_vector, f_sym = filt.unbind(1)  # unbind: one gradient buffer, not three
-        m_scalar = PairConvolution.apply(scalar, f_scalar, envelope, i, j) + filt0[0] * scalar
-        m_vector = PairConvolution.apply(vector, f_vector, envelope, i, j) + filt0[1] * vector
-        m_sym = PairConvolution.apply(sym, f_sym, envelope, i, j) + filt0[2] * sym
+        m_scalar = pair_convolution(scalar, f_scalar, envelope, i, j, both_ways) + filt0[0] * scalar
+        m_vector = pair_convolution(vector, f_vector, envelope, i, j, both_ways) + filt0[1] * vector
+        m_sym = pair_convolution(sym, f_sym, envelope, i, j, both_ways) + filt0[2] * sym
         msg = to_matrix(m_scalar, m_vector, m_sym)
 
         if self.o3:
@@ -269,9 +269,14 @@ class TensorNet(nn.Module):
     def forward(self, graph: AtomicGraph, species: Tensor, edge_index: Tensor, edge_vec: Tensor) -> Tensor:
         assert graph.cell_shift is not None
         cfg = self.config
-        pair = half_edges(edge_index, graph.cell_shift)
-        i, j = edge_index[0, pair], edge_index[1, pair]
-        vec = edge_vec[pair]
+        # Eagerly: one edge per pair, messages both ways. Being compiled or exported: the full
+        # list, messages one way (selecting half the edges has a data-dependent size).
+        both_ways = not torch.compiler.is_compiling()
+        if both_ways:
+            pair = half_edges(edge_index, graph.cell_shift)
+            i, j, vec = edge_index[0, pair], edge_index[1, pair], edge_vec[pair]
+        else:
+            i, j, vec = edge_index[0], edge_index[1], edge_vec
         d = vec.norm(dim=1)
         u = -vec / d.unsqueeze(1)  # r_i - r_j, torchmd-net's direction
         rbf = self.distance_expansion(d)
@@ -280,10 +285,10 @@ class TensorNet(nn.Module):
         rbf0 = self.distance_expansion(zero)[0]
         envelope0 = cosine_cutoff(zero, cfg.cutoff_lower, cfg.cutoff)
 
-        x = self.tensor_embedding(species, i, j, u, rbf, envelope, rbf0, envelope0)
+        x = self.tensor_embedding(species, i, j, u, rbf, envelope, rbf0, envelope0, both_ways)
         charge_factor = (1 + 0.1 * graph.total_charge.to(d.dtype)[graph.batch]).view(-1, 1, 1, 1)
         for layer in self.layers:
-            x = layer(x, i, j, rbf, envelope, rbf0, envelope0, charge_factor)
+            x = layer(x, i, j, rbf, envelope, rbf0, envelope0, charge_factor, both_ways)
         features = torch.cat(squared_norms(*x), dim=-1)
         features = self.act(self.linear(self.out_norm(features)))
         return self.head(features).squeeze(-1)

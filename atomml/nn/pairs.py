@@ -177,3 +177,38 @@ class DirectionalPairSum(torch.autograd.Function):
         grad_w = torch.cat(grad_w_parts) if grad_w_parts else torch.zeros_like(w)
         grad_g = torch.cat(grad_g_parts) if grad_g_parts else torch.zeros_like(g)
         return grad_p, grad_q, grad_w, grad_g, None, None, None, None
+
+
+# ---------------------------------------------------------------------------------------------
+# The same operations as plain differentiable PyTorch, for torch.compile and torch.export: the
+# compilers cannot trace the chunk loops (their trip count depends on the data) and fuse the
+# gathers and products themselves. ``both_ways=False`` sends each edge's message to its first
+# atom only, for a full edge list (no data-dependent selection of half edges).
+
+
+def pair_convolution(h: Tensor, filt: Tensor, envelope: Tensor, i: Tensor, j: Tensor, both_ways: bool = True) -> Tensor:
+    """:class:`PairConvolution` when running eagerly, plain operations when being compiled."""
+    if both_ways and not torch.compiler.is_compiling():
+        return PairConvolution.apply(h, filt, envelope, i, j)
+    hj = h.index_select(0, j)
+    w = _per_pair(filt * envelope.unsqueeze(-1), hj)
+    out = torch.zeros_like(h).index_add(0, i, hj * w)
+    if both_ways:
+        out = out.index_add(0, j, h.index_select(0, i) * w)
+    return out
+
+
+def directional_pair_sum(
+    p: Tensor, q: Tensor, w: Tensor, g: Tensor, groups: tuple[int, ...], signs: tuple[float, ...],
+    i: Tensor, j: Tensor, both_ways: bool = True,
+) -> Tensor:  # fmt: skip
+    """:class:`DirectionalPairSum` when running eagerly, plain operations when being compiled."""
+    if both_ways and not torch.compiler.is_compiling():
+        return DirectionalPairSum.apply(p, q, w, g, groups, signs, i, j)
+    m = w[:, list(groups)] * g.unsqueeze(-1)
+    out = p.new_zeros((p.shape[0], len(groups), p.shape[1]))
+    out = out.index_add(0, i, m * (p.index_select(0, i) + q.index_select(0, j)).unsqueeze(1))
+    if both_ways:
+        sign = torch.tensor(signs, device=w.device, dtype=w.dtype).view(1, -1, 1)
+        out = out.index_add(0, j, m * sign * (p.index_select(0, j) + q.index_select(0, i)).unsqueeze(1))
+    return out
