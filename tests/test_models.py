@@ -64,6 +64,7 @@ def test_pair_convolution_with_components_in_chunks(monkeypatch):
     wp = (w * envelope.unsqueeze(-1)).unsqueeze(1)
     expected = expected.index_add(0, i, h[j] * wp).index_add(0, j, h[i] * wp)
     assert torch.allclose(pairs.PairConvolution.apply(h, w, envelope, i, j), expected, atol=1e-13)
+    assert torch.allclose(pairs.pair_convolution_plain(h, w, envelope, i, j), expected, atol=1e-13)
     assert torch.autograd.gradcheck(pairs.PairConvolution.apply, (h, w, envelope, i, j))
     assert torch.autograd.gradgradcheck(pairs.PairConvolution.apply, (h, w, envelope, i, j))
 
@@ -74,18 +75,20 @@ def test_directional_pair_sum_against_plain_operations(monkeypatch):
     monkeypatch.setattr(pairs, "CHUNK_BYTES", 1)  # the minimum chunk (16 pairs) -> 3 chunks
     torch.manual_seed(2)
     n, p, f = 7, 40, 3
-    groups, signs = (0, 1, 1, 1, 2, 2), (1.0, -1.0, -1.0, -1.0, 1.0, 1.0)
+    sizes, signs = (1, 3, 2), (1.0, -1.0, 1.0)
+    groups = [0, 1, 1, 1, 2, 2]
     args = [torch.randn(*shape, dtype=torch.float64, requires_grad=True) for shape in ((n, f), (n, f), (p, 3, f), (p, 6))]
     i, j = torch.randint(0, n, (p,)), torch.randint(0, n, (p,))
 
     def op(pn, qn, w, g):
-        return pairs.DirectionalPairSum.apply(pn, qn, w, g, groups, signs, i, j)
+        return pairs.DirectionalPairSum.apply(pn, qn, w, g, sizes, signs, i, j)
 
     pn, qn, w, g = args
-    m = w[:, list(groups)] * g.unsqueeze(-1)
-    sign = torch.tensor(signs, dtype=torch.float64).view(1, -1, 1)
+    m = w[:, groups] * g.unsqueeze(-1)
+    sign = torch.tensor([signs[k] for k in groups], dtype=torch.float64).view(1, -1, 1)
     expected = torch.zeros(n, 6, f, dtype=torch.float64).index_add(0, i, m * (pn[i] + qn[j]).unsqueeze(1))
     expected = expected.index_add(0, j, m * sign * (pn[j] + qn[i]).unsqueeze(1))
     assert torch.allclose(op(*args), expected, atol=1e-13)
+    assert torch.allclose(pairs.directional_pair_sum_plain(*args, sizes, signs, i, j), expected, atol=1e-13)
     assert torch.autograd.gradcheck(op, args)
     assert torch.autograd.gradgradcheck(op, args)

@@ -123,60 +123,90 @@ def _chunks(n: int, step: int):
 
 class DirectionalPairSum(torch.autograd.Function):
     """out[i, c] = sum over pairs (i, j) of g_c w_k(c) (p_i + q_j), and for the other end
-    out[j, c] += sign_c g_c w_k(c) (p_j + q_i).
+    out[j, c] += sign_k(c) g_c w_k(c) (p_j + q_i).
 
     The pair embedding of TensorNet-like models: ``p``, ``q`` (N, F) are per-atom halves of a
     pair embedding that is linear in the two atoms, ``w`` (P, K, F) radial weights of the
     pair, ``g`` (P, C) geometric factors of the pair (1, the unit vector, its traceless outer
-    product...), ``groups`` (C,) the weight row ``k(c)`` each component uses and ``signs`` (C,)
-    +1 for factors even under exchanging i and j, -1 for odd ones (the unit vector).
-    Returns (N, C, F). Chunked over pairs like :class:`PairConvolution` (the same function as
-    whole-tensor operations, several times faster on a CPU and without the pairs x C x F
-    intermediates that autograd would keep); the backward pass is itself differentiable.
+    product...) in K consecutive groups of ``sizes`` components (C = sum of sizes), group k
+    using weight row k, and ``signs`` (K,) +1 for groups even under exchanging i and j, -1
+    for odd ones (the unit vector). Returns (N, C, F).
+
+    Chunked over pairs like :class:`PairConvolution` (the same function as whole-tensor
+    operations, several times faster on a CPU and without the pairs x C x F intermediates
+    that autograd would keep). The backward pass works per group: sums over a group's
+    components are taken before multiplying by the group's weight, so that most products
+    are pairs x K x F instead of pairs x C x F. It is itself differentiable.
     """
 
     @staticmethod
-    def forward(ctx, p, q, w, g, groups: tuple[int, ...], signs: tuple[float, ...], i, j):
-        grp = torch.tensor(groups, device=w.device)
-        sgn = torch.tensor(signs, device=w.device, dtype=w.dtype).view(1, -1, 1)
+    def forward(ctx, p, q, w, g, sizes: tuple[int, ...], signs: tuple[float, ...], i, j):
         ctx.save_for_backward(p, q, w, g, i, j)
-        ctx.groups, ctx.signs = groups, signs
-        out = p.new_zeros((p.shape[0], len(groups), p.shape[1]))
-        step = max(16, CHUNK_BYTES // max(1, len(groups) * p.shape[1] * p.element_size()))
-        for c in _chunks(i.shape[0], step):
+        ctx.sizes, ctx.signs = sizes, signs
+        out = p.new_zeros((p.shape[0], sum(sizes), p.shape[1]))
+        sign = torch.tensor(signs, device=w.device, dtype=w.dtype).view(1, -1, 1)
+        for c in _chunks(i.shape[0], _directional_chunk(p, sizes)):
             ic, jc = i[c], j[c]
-            m = w[c].index_select(1, grp) * g[c].unsqueeze(-1)
-            out.index_add_(0, ic, m * (p.index_select(0, ic) + q.index_select(0, jc)).unsqueeze(1))
-            out.index_add_(0, jc, (m * sgn) * (p.index_select(0, jc) + q.index_select(0, ic)).unsqueeze(1))
+            wc, gc = w[c], g[c]
+            wz = wc * (p.index_select(0, ic) + q.index_select(0, jc)).unsqueeze(1)  # to i
+            out.index_add_(0, ic, _by_group(gc, wz, sizes))
+            wz = wc * sign * (p.index_select(0, jc) + q.index_select(0, ic)).unsqueeze(1)  # to j
+            out.index_add_(0, jc, _by_group(gc, wz, sizes))
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         p, q, w, g, i, j = ctx.saved_tensors
-        grp = torch.tensor(ctx.groups, device=w.device)
-        sgn = torch.tensor(ctx.signs, device=w.device, dtype=w.dtype).view(1, -1, 1)
+        sizes = ctx.sizes
+        sign = torch.tensor(ctx.signs, device=w.device, dtype=w.dtype).view(1, -1, 1)
         grad_out = grad_out.contiguous()
         grad_p, grad_q = torch.zeros_like(p), torch.zeros_like(q)
         grad_w_parts, grad_g_parts = [], []
-        step = max(16, CHUNK_BYTES // max(1, len(ctx.groups) * p.shape[1] * p.element_size()))
-        for c in _chunks(i.shape[0], step):
+        for c in _chunks(i.shape[0], _directional_chunk(p, sizes)):
             ic, jc = i[c], j[c]
-            wg = w[c].index_select(1, grp)  # (Pc, C, F)
-            gc = g[c].unsqueeze(-1)  # (Pc, C, 1)
-            gi = grad_out.index_select(0, ic)
-            gj = grad_out.index_select(0, jc) * sgn
-            zi = (p.index_select(0, ic) + q.index_select(0, jc)).unsqueeze(1)
+            wc, gc = w[c], g[c]
+            gi, gj = grad_out.index_select(0, ic), grad_out.index_select(0, jc)  # (Pc, C, F)
+            zi = (p.index_select(0, ic) + q.index_select(0, jc)).unsqueeze(1)  # (Pc, 1, F)
             zj = (p.index_select(0, jc) + q.index_select(0, ic)).unsqueeze(1)
-            t = gi * zi + gj * zj  # (Pc, C, F)
-            grad_g_parts.append((t * wg).sum(-1))
-            grad_w_parts.append(torch.zeros_like(w[c]).index_add(1, grp, t * gc))
-            mg = wg * gc
-            ai, aj = (mg * gi).sum(1), (mg * gj).sum(1)  # (Pc, F)
+            bi = _group_sums(gi * gc.unsqueeze(-1), sizes)  # (Pc, K, F)
+            bj = _group_sums(gj * gc.unsqueeze(-1), sizes) * sign
+            grad_w_parts.append(bi * zi + bj * zj)
+            grad_g_parts.append(
+                (gi * _expand_groups(wc * zi, sizes)).sum(-1) + (gj * _expand_groups(wc * sign * zj, sizes)).sum(-1)
+            )
+            ai, aj = (wc * bi).sum(1), (wc * bj).sum(1)  # (Pc, F)
             grad_p.index_add_(0, ic, ai).index_add_(0, jc, aj)
             grad_q.index_add_(0, jc, ai).index_add_(0, ic, aj)
         grad_w = torch.cat(grad_w_parts) if grad_w_parts else torch.zeros_like(w)
         grad_g = torch.cat(grad_g_parts) if grad_g_parts else torch.zeros_like(g)
         return grad_p, grad_q, grad_w, grad_g, None, None, None, None
+
+
+def _directional_chunk(p: Tensor, sizes: tuple[int, ...]) -> int:
+    return max(16, CHUNK_BYTES // max(1, sum(sizes) * p.shape[1] * p.element_size()))
+
+
+def _by_group(g: Tensor, wz: Tensor, sizes: tuple[int, ...]) -> Tensor:
+    """(P, C, F): g[:, c] * wz[:, k(c)] for the components c of each group k."""
+    out, start = [], 0
+    for k, n in enumerate(sizes):
+        out.append(g[:, start : start + n].unsqueeze(-1) * wz[:, k : k + 1])
+        start += n
+    return torch.cat(out, dim=1)
+
+
+def _group_sums(x: Tensor, sizes: tuple[int, ...]) -> Tensor:
+    """(P, K, F): sums of x (P, C, F) over the components of each group."""
+    out, start = [], 0
+    for n in sizes:
+        out.append(x[:, start : start + n].sum(1))
+        start += n
+    return torch.stack(out, dim=1)
+
+
+def _expand_groups(x: Tensor, sizes: tuple[int, ...]) -> Tensor:
+    """(P, C, F): row k of x (P, K, F) repeated for each component of group k."""
+    return torch.cat([x[:, k : k + 1].expand(-1, n, -1) for k, n in enumerate(sizes)], dim=1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -190,6 +220,10 @@ def pair_convolution(h: Tensor, filt: Tensor, envelope: Tensor, i: Tensor, j: Te
     """:class:`PairConvolution` when running eagerly, plain operations when being compiled."""
     if both_ways and not torch.compiler.is_compiling():
         return PairConvolution.apply(h, filt, envelope, i, j)
+    return pair_convolution_plain(h, filt, envelope, i, j, both_ways)
+
+
+def pair_convolution_plain(h: Tensor, filt: Tensor, envelope: Tensor, i: Tensor, j: Tensor, both_ways: bool = True) -> Tensor:
     hj = h.index_select(0, j)
     w = _per_pair(filt * envelope.unsqueeze(-1), hj)
     out = torch.zeros_like(h).index_add(0, i, hj * w)
@@ -199,16 +233,23 @@ def pair_convolution(h: Tensor, filt: Tensor, envelope: Tensor, i: Tensor, j: Te
 
 
 def directional_pair_sum(
-    p: Tensor, q: Tensor, w: Tensor, g: Tensor, groups: tuple[int, ...], signs: tuple[float, ...],
+    p: Tensor, q: Tensor, w: Tensor, g: Tensor, sizes: tuple[int, ...], signs: tuple[float, ...],
     i: Tensor, j: Tensor, both_ways: bool = True,
 ) -> Tensor:  # fmt: skip
     """:class:`DirectionalPairSum` when running eagerly, plain operations when being compiled."""
     if both_ways and not torch.compiler.is_compiling():
-        return DirectionalPairSum.apply(p, q, w, g, groups, signs, i, j)
-    m = w[:, list(groups)] * g.unsqueeze(-1)
-    out = p.new_zeros((p.shape[0], len(groups), p.shape[1]))
-    out = out.index_add(0, i, m * (p.index_select(0, i) + q.index_select(0, j)).unsqueeze(1))
+        return DirectionalPairSum.apply(p, q, w, g, sizes, signs, i, j)
+    return directional_pair_sum_plain(p, q, w, g, sizes, signs, i, j, both_ways)
+
+
+def directional_pair_sum_plain(
+    p: Tensor, q: Tensor, w: Tensor, g: Tensor, sizes: tuple[int, ...], signs: tuple[float, ...],
+    i: Tensor, j: Tensor, both_ways: bool = True,
+) -> Tensor:  # fmt: skip
+    out = p.new_zeros((p.shape[0], sum(sizes), p.shape[1]))
+    out = out.index_add(0, i, _by_group(g, w * (p.index_select(0, i) + q.index_select(0, j)).unsqueeze(1), sizes))
     if both_ways:
         sign = torch.tensor(signs, device=w.device, dtype=w.dtype).view(1, -1, 1)
-        out = out.index_add(0, j, m * sign * (p.index_select(0, j) + q.index_select(0, i)).unsqueeze(1))
+        wz = w * sign * (p.index_select(0, j) + q.index_select(0, i)).unsqueeze(1)
+        out = out.index_add(0, j, _by_group(g, wz, sizes))
     return out

@@ -1,0 +1,233 @@
+#!/usr/bin/env python
+"""atomml TensorNet against torchmd-net 3.1 TensorNet: same function, time and memory per call.
+
+Run with the test environment (torchmd-net is in the ``test`` extra; ``./test.sh`` makes .venv)::
+
+    .venv/bin/python scripts/bench_tensornet.py --systems molecules,water1500 --output out.json
+    .venv/bin/python scripts/bench_tensornet.py                  # all systems (12k atoms: ~20 GB)
+
+Both peers run TensorNet at its published default size (128 channels, 2 interaction layers,
+32 exponential-normal radial functions, cosine cutoff 5 Å, O(3), SiLU) with the same weights:
+a torchmd-net model is built with a fixed seed and converted with
+``atomml.models.tensornet.from_torchmdnet``. float32, energy + forces per call, each peer's
+usual path from ASE atoms including its neighbour search: atomml's ``Potential`` on
+``from_ase`` (vesin neighbour list); torchmd-net's ``TorchMD_Net`` on (z, pos, batch, box)
+with its default neighbour strategy (brute force, O(N^2)) and default warp kernels.
+
+Every (peer, system, measurement) runs in a fresh subprocess, one at a time, with
+``torch.set_num_threads(--threads)``; timing and peak-memory measurement are those of
+``bench_schnet.py`` (median of ``--repeats`` calls after ``--warmup``; extra peak RSS of one
+call after the kernel's peak counter is reset, glibc returning freed memory to the kernel).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_schnet  # noqa: E402  (shared structures and measurement helpers)
+from bench_schnet import (  # noqa: E402
+    MALLOC_ENV,
+    _pool,
+    _proc_status,
+    _reset_peak_rss,
+    atomml_source_state,
+    build_system,
+    wait_for_memory,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+ELEMENTS = (1, 6, 7, 8)
+HYPER = dict(embedding_dimension=128, num_layers=2, num_rbf=32, cutoff_upper=5.0)
+SYSTEMS = ("molecules", "water1500", "water12000")
+PEERS = ("atomml", "torchmdnet")
+# torchmd-net's peak extra memory (the larger of the two), MiB per atom, with margin
+bench_schnet.MIB_PER_ATOM_ESTIMATE = 1.6
+
+
+def torchmdnet_model(precision: int = 32, seed: int = 0, **overrides):
+    """torchmd-net TensorNet + Scalar head, energy and forces, default hyperparameters."""
+    from torchmdnet.models.model import create_model
+
+    args = dict(
+        model="tensornet", rbf_type="expnorm", trainable_rbf=False, activation="silu",
+        cutoff_lower=0.0, max_z=128, max_num_neighbors=64, equivariance_invariance_group="O(3)",
+        derivative=True, atom_filter=-1, prior_model=None, output_model="Scalar", reduce_op="sum",
+        precision=precision, static_shapes=False, **HYPER,
+    )  # fmt: skip
+    args.update(overrides)
+    torch.manual_seed(seed)
+    return create_model(args).eval()
+
+
+def paired_models(seed: int = 0):
+    from atomml.models.tensornet import from_torchmdnet
+
+    model = torchmdnet_model(seed=seed)
+    return from_torchmdnet(model, elements=ELEMENTS).to(torch.float32).eval(), model
+
+
+def _make_call(peer: str, atoms_list):
+    import atomml
+
+    pot, model = paired_models()
+    n_atoms = sum(len(a) for a in atoms_list)
+    if peer == "atomml":
+        del model
+
+        def call():
+            out = pot(atomml.from_ase(atoms_list, dtype=torch.float32), compute_forces=True)
+            return out["energy"].detach(), out["forces"].detach()
+
+        return call, n_atoms
+    del pot
+    z = torch.tensor(np.concatenate([a.numbers for a in atoms_list]), dtype=torch.long)
+    pos = torch.tensor(np.concatenate([a.positions for a in atoms_list]), dtype=torch.float32)
+    batch = torch.cat([torch.full((len(a),), k, dtype=torch.long) for k, a in enumerate(atoms_list)])
+    periodic = bool(atoms_list[0].pbc.any())
+    if periodic and len(atoms_list) > 1:
+        raise SystemExit("a batch of periodic structures is not part of this benchmark")
+    box = torch.tensor(atoms_list[0].cell.array, dtype=torch.float32) if periodic else None
+
+    def call():
+        energy, forces = model(z, pos, batch, box=box)
+        return energy.detach().squeeze(-1), forces.detach()
+
+    return call, n_atoms
+
+
+def worker(args) -> dict:
+    torch.set_num_threads(args.threads)
+    atoms_list = build_system(args.system)
+    call, n_atoms = _make_call(args.peer, atoms_list)
+    result = {"peer": args.peer, "system": args.system, "n_atoms": n_atoms, "n_structures": len(atoms_list),
+              "threads": torch.get_num_threads()}  # fmt: skip
+    for _ in range(args.warmup):
+        energy, forces = call()
+    gc.collect()
+    if args.measure == "memory":
+        reset = _reset_peak_rss()
+        before = _proc_status()["VmRSS"]
+        energy, forces = call()
+        peak = _proc_status()["VmHWM"]
+        result.update(peak_reset=reset, rss_before_mib=before / 2**20, peak_rss_mib=peak / 2**20,
+                      extra_mib=(peak - before) / 2**20)  # fmt: skip
+    else:
+        times = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            energy, forces = call()
+            times.append(time.perf_counter() - t0)
+        result.update(seconds_median=statistics.median(times), seconds_min=min(times), seconds_all=times)
+    result["energy_sum"] = float(energy.sum())
+    result["forces_abs_max"] = float(forces.abs().max())
+    return result
+
+
+def run_worker(peer: str, system: str, measure: str, args) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--peer", peer, "--system", system,
+           "--measure", measure, "--repeats", str(args.repeats), "--warmup", str(args.warmup),
+           "--threads", str(args.threads)]  # fmt: skip
+    env = dict(os.environ)
+    if measure == "memory":
+        env.update(MALLOC_ENV)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-4000:])
+        return {"error": f"worker exited with {proc.returncode}", "peer": peer, "system": system}
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(f"[bench] {peer:10s} {system:10s} {measure:6s} "
+          + (f"{out['seconds_median']:.3f} s" if measure == "time" else f"{out['extra_mib']:.0f} MiB")
+          + f"  (subprocess {time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)  # fmt: skip
+    return out
+
+
+def benchmark(args) -> dict:
+    import torchmdnet
+
+    report: dict = {
+        "hyperparameters": HYPER, "dtype": "float32", "threads": args.threads, "repeats": args.repeats,
+        "warmup": args.warmup, "rounds": args.rounds, "torch": torch.__version__,
+        "torchmdnet": getattr(torchmdnet, "__version__", "3.1.0"),
+        "neighbor_lists": {"atomml": "vesin (atomml default)", "torchmdnet": "brute (torchmd-net default)"},
+        "cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg(),
+        "atomml_source": atomml_source_state(), "systems": {},
+    }  # fmt: skip
+    for system in [s for s in args.systems.split(",") if s]:
+        runs: dict = {peer: {} for peer in PEERS}
+        # alternating rounds (atomml, torchmd-net, atomml, ...): a change of background load
+        # does not favour one peer; the repeats of all rounds are pooled
+        for _ in range(args.rounds):
+            for peer in PEERS:
+                ok = wait_for_memory(system, args)
+                out = run_worker(peer, system, "time", args) if ok else {"error": "not enough free memory"}
+                runs[peer]["time"] = _pool(runs[peer].get("time"), out)
+        if not args.no_memory:
+            for peer in PEERS:
+                ok = wait_for_memory(system, args)
+                runs[peer]["memory"] = run_worker(peer, system, "memory", args) if ok else {"error": "not enough free memory"}
+        a, t = runs["atomml"], runs["torchmdnet"]
+        if "error" in a["time"] or "error" in t["time"]:
+            report["systems"][system] = {"error": runs}
+            continue
+        n = a["time"]["n_atoms"]
+        entry = {
+            "n_atoms": n, "n_structures": a["time"]["n_structures"],
+            "atomml_seconds": a["time"]["seconds_median"], "torchmdnet_seconds": t["time"]["seconds_median"],
+            "atomml_seconds_all": a["time"]["seconds_all"], "torchmdnet_seconds_all": t["time"]["seconds_all"],
+            "throughput_ratio": t["time"]["seconds_median"] / a["time"]["seconds_median"],
+            "throughput_ratio_min": t["time"]["seconds_min"] / a["time"]["seconds_min"],
+            "energy_rel_diff_float32": abs(a["time"]["energy_sum"] - t["time"]["energy_sum"])
+            / max(abs(t["time"]["energy_sum"]), 1e-30),
+        }  # fmt: skip
+        if not args.no_memory and "error" not in a["memory"] and "error" not in t["memory"]:
+            am, tm = a["memory"]["extra_mib"], t["memory"]["extra_mib"]
+            entry.update(
+                atomml_extra_mib=am, torchmdnet_extra_mib=tm, atomml_mib_per_atom=am / n,
+                torchmdnet_mib_per_atom=tm / n, memory_fraction=am / tm if tm > 0 else None,
+                peak_reset_ok=bool(a["memory"]["peak_reset"] and t["memory"]["peak_reset"]),
+            )  # fmt: skip
+        report["systems"][system] = entry
+    report["load_average_at_end"] = os.getloadavg()
+    if atomml_source_state() != report["atomml_source"]:
+        report["warning"] = "atomml source changed during the run: the systems may have used different code"
+    return report
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated, from {SYSTEMS}")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=1, help="alternating timing rounds per peer (pooled)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--memory-wait", type=float, default=600.0,
+                   help="seconds to wait for enough free memory before a run is skipped")  # fmt: skip
+    p.add_argument("--no-memory", action="store_true", help="skip the memory subprocesses")
+    p.add_argument("--output", help="also write the JSON here")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--peer", choices=PEERS, help=argparse.SUPPRESS)
+    p.add_argument("--system", help=argparse.SUPPRESS)
+    p.add_argument("--measure", choices=["time", "memory"], default="time", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    result = worker(args) if args.worker else benchmark(args)
+    text = json.dumps(result, indent=None if args.worker else 2)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
