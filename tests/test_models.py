@@ -48,25 +48,28 @@ def test_pair_convolution_gradients_including_double_backward():
     assert torch.autograd.gradgradcheck(PairConvolution.apply, (h, w, envelope, i, j))
 
 
-def test_pair_convolution_with_components_in_chunks(monkeypatch):
-    """Vector/tensor components share a pair's weight; several chunks; gradients and double
-    backward against finite differences."""
+def test_grouped_pair_convolution_in_chunks(monkeypatch):
+    """Components in groups with their own filter rows (TensorNet's 1 + 3 + 5); several
+    chunks; the plain version; gradients and double backward against finite differences."""
     from atomml.nn import pairs
 
     monkeypatch.setattr(pairs, "CHUNK_BYTES", 1)  # the minimum chunk (64 pairs) -> 3 chunks
     torch.manual_seed(1)
-    n, p = 9, 150
-    h = torch.randn(n, 3, 2, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(p, 2, dtype=torch.float64, requires_grad=True)
+    n, p, sizes = 9, 150, (1, 3, 2)
+    h = torch.randn(n, 6, 2, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(p, 3, 2, dtype=torch.float64, requires_grad=True)
     envelope = torch.rand(p, dtype=torch.float64, requires_grad=True)
     i, j = torch.randint(0, n, (p,)), torch.randint(0, n, (p,))
-    expected = torch.zeros(n, 3, 2, dtype=torch.float64)
-    wp = (w * envelope.unsqueeze(-1)).unsqueeze(1)
-    expected = expected.index_add(0, i, h[j] * wp).index_add(0, j, h[i] * wp)
-    assert torch.allclose(pairs.PairConvolution.apply(h, w, envelope, i, j), expected, atol=1e-13)
-    assert torch.allclose(pairs.pair_convolution_plain(h, w, envelope, i, j), expected, atol=1e-13)
-    assert torch.autograd.gradcheck(pairs.PairConvolution.apply, (h, w, envelope, i, j))
-    assert torch.autograd.gradgradcheck(pairs.PairConvolution.apply, (h, w, envelope, i, j))
+    wp = (w * envelope.view(-1, 1, 1))[:, [0, 1, 1, 1, 2, 2]]
+    expected = torch.zeros(n, 6, 2, dtype=torch.float64).index_add(0, i, h[j] * wp).index_add(0, j, h[i] * wp)
+
+    def op(h, w, envelope):
+        return pairs.PairConvolution.apply(h, w, envelope, i, j, sizes)
+
+    assert torch.allclose(op(h, w, envelope), expected, atol=1e-13)
+    assert torch.allclose(pairs.pair_convolution_plain(h, w, envelope, i, j, True, sizes), expected, atol=1e-13)
+    assert torch.autograd.gradcheck(op, (h, w, envelope))
+    assert torch.autograd.gradgradcheck(op, (h, w, envelope))
 
 
 def test_directional_pair_sum_against_plain_operations(monkeypatch):

@@ -24,6 +24,11 @@ energies and forces against it to float64 round-off), evaluated in a different o
 - tensors are stored by components (1 + 3 + 5 per channel instead of 9) and only made into
   3×3 matrices for the products.
 
+For SO(3) this is torchmd-net's PyTorch code and the paper (2 Y·M). torchmd-net 3.1's default
+warp kernels compute 2 M·Y instead (their matrices are stored transposed), so an SO(3) model
+gives energies ~1e-4 different with and without warp installed; O(3) is symmetric in the
+two and agrees with both.
+
 Unlike torchmd-net it takes any neighbour list: triclinic cells of any shape, cells smaller
 than twice the cutoff, and slabs or wires (periodic along some axes only).
 """
@@ -234,11 +239,12 @@ class Interaction(nn.Module):
         scalar, vector, sym = lt[0](scalar), lt[1](vector), lt[2](sym)
         y = entries(scalar, vector, sym)
 
-        f_scalar, f_vector, f_sym = filt.unbind(1)  # unbind: one gradient buffer, not three
-        m_scalar = pair_convolution(scalar, f_scalar, envelope, i, j, both_ways) + filt0[0] * scalar
-        m_vector = pair_convolution(vector, f_vector, envelope, i, j, both_ways) + filt0[1] * vector
-        m_sym = pair_convolution(sym, f_sym, envelope, i, j, both_ways) + filt0[2] * sym
-        msg = entries(m_scalar, m_vector, m_sym)
+        # one message pass for all nine components, filter row 0 for I, 1 for A, 2 for S; the
+        # self-loop adds each atom's own features with the filter at distance 0
+        nodes = torch.cat((scalar.unsqueeze(1), vector, sym), dim=1)
+        msg = pair_convolution(nodes, filt, envelope, i, j, both_ways, _SIZES)
+        msg = msg + nodes * torch.repeat_interleave(filt0, torch.tensor(_SIZES, device=filt0.device), dim=0)
+        msg = entries(msg[:, 0], msg[:, 1:4], msg[:, 4:])
 
         if self.o3:
             scalar, vector, sym = parts([a + b for a, b in zip(product(y, msg), product(msg, y))])

@@ -24,11 +24,6 @@ def half_edges(edge_index: Tensor, cell_shift: Tensor) -> Tensor:
     return torch.nonzero((i < j) | ((i == j) & (first_nonzero > 0))).squeeze(1)
 
 
-def _per_pair(w: Tensor, like: Tensor) -> Tensor:
-    """Pair weights (P, F) viewed to broadcast against gathered node features (P, ..., F)."""
-    return w.view((w.shape[0],) + (1,) * (like.dim() - 2) + (w.shape[-1],))
-
-
 # Pairs per chunk are chosen so that a chunk's gathered features take about this many bytes:
 # small enough to stay in a core's L2 cache between the gather, the product and the scatter.
 # On a 2-core EPYC (1,536-atom water box, 41,749 pairs x 5 x 128 float32) the forward pass
@@ -41,79 +36,97 @@ def _chunk(like: Tensor) -> int:
     return max(64, CHUNK_BYTES // max(row, 1))
 
 
-def _send_both_ways(out: Tensor, h: Tensor, w: Tensor, i: Tensor, j: Tensor) -> Tensor:
-    """out[i] += h[j] * w and out[j] += h[i] * w, chunk by chunk, in place (no autograd)."""
-    step = _chunk(h)
-    for s in range(0, i.shape[0], step):
-        ic, jc = i[s : s + step], j[s : s + step]
-        wc = _per_pair(w[s : s + step], h)
-        t = h.index_select(0, jc)
-        out.index_add_(0, ic, t.mul_(wc))
-        t = h.index_select(0, ic)
-        out.index_add_(0, jc, t.mul_(wc))
-    return out
+def _mul_groups_(t: Tensor, w: Tensor, sizes: tuple[int, ...]) -> Tensor:
+    """t (P, C, F) *= w (P, K, F) in place, row k of w for the k-th group of components."""
+    if len(sizes) == 1:
+        return t.mul_(w[:, :1])
+    start = 0
+    for k, n in enumerate(sizes):
+        t[:, start : start + n].mul_(w[:, k : k + 1])
+        start += n
+    return t
 
 
-def _pair_products(g: Tensor, h: Tensor, i: Tensor, j: Tensor) -> Tensor:
-    """(P, F): g_i * h_j + g_j * h_i per pair, summed over components, chunk by chunk."""
-    out = g.new_empty((i.shape[0], g.shape[-1]))
-    step = _chunk(g)
-    for s in range(0, i.shape[0], step):
-        ic, jc = i[s : s + step], j[s : s + step]
-        t = g.index_select(0, ic).mul_(h.index_select(0, jc))
-        t.add_(g.index_select(0, jc).mul_(h.index_select(0, ic)))
-        out[s : s + step] = t.flatten(1, -2).sum(1) if t.dim() > 2 else t
-    return out
+def _as_groups(h: Tensor, filt: Tensor, sizes: tuple[int, ...] | None):
+    """Normalise the two calling conventions: h (N, F) with filt (P, F), or h (N, C, F) with
+    filt (P, K, F) in groups of ``sizes`` components."""
+    if sizes is None:
+        return h.unsqueeze(1), filt.unsqueeze(1), (1,)
+    if h.shape[1] != sum(sizes) or filt.shape[1] != len(sizes):
+        raise ValueError(f"groups {sizes} do not fit features {tuple(h.shape)} and filter {tuple(filt.shape)}")
+    return h, filt, tuple(sizes)
 
 
 class PairConvolution(torch.autograd.Function):
     """v_i = sum over pairs of h_j * w_ij (and v_j of h_i * w_ij), w_ij = filter_ij * envelope_ij.
 
-    ``h`` is (N, F) or (N, ..., F) (vector or tensor components share the pair's weight);
-    ``filt`` is (P, F), ``envelope`` (P,), ``i``, ``j`` (P,) the two ends of each pair.
+    ``h`` is (N, F) with ``filt`` (P, F); or (N, C, F) with ``filt`` (P, K, F) and ``sizes``
+    giving K consecutive groups of components, group k multiplied by row k of the filter
+    (TensorNet's scalar, vector and tensor parts). ``envelope`` is (P,), ``i``, ``j`` (P,) the
+    two ends of each pair.
 
     Written as an autograd function for memory and speed. The backward pass keeps only h
     (atoms) and the filter (pairs x F) instead of the gathered h_i, h_j and the products
     (more pairs x F tensors, times the number of components), so memory for forces drops by
     half or more. Forward and backward work through the pairs in cache-sized chunks with
     in-place products (see ``CHUNK_BYTES``), an order of magnitude faster on a CPU than
-    whole-tensor operations, which stream every intermediate through main memory. When the
-    backward pass itself is differentiated (``create_graph=True``: training on forces), it is
-    computed with plain differentiable operations instead, so double backward works.
+    whole-tensor operations, which stream every intermediate through main memory; the
+    backward gathers each of h_i, h_j, g_i, g_j once for both gradients. When the backward
+    pass itself is differentiated (``create_graph=True``: training on forces), it is computed
+    with plain differentiable operations instead, so double backward works.
     """
 
     @staticmethod
-    def forward(ctx, h: Tensor, filt: Tensor, envelope: Tensor, i: Tensor, j: Tensor) -> Tensor:
+    def forward(ctx, h: Tensor, filt: Tensor, envelope: Tensor, i: Tensor, j: Tensor, sizes=None) -> Tensor:
         ctx.save_for_backward(h, filt, envelope, i, j)
-        w = filt * envelope.unsqueeze(-1)
-        return _send_both_ways(torch.zeros_like(h), h, w, i, j)
+        ctx.sizes = sizes
+        hg, fg, groups = _as_groups(h, filt, sizes)
+        w = fg * envelope.view(-1, 1, 1)
+        out = torch.zeros_like(hg)
+        step = _chunk(hg)
+        for c in _chunks(i.shape[0], step):
+            ic, jc, wc = i[c], j[c], w[c]
+            out.index_add_(0, ic, _mul_groups_(hg.index_select(0, jc), wc, groups))
+            out.index_add_(0, jc, _mul_groups_(hg.index_select(0, ic), wc, groups))
+        return out.view_as(h)
 
     @staticmethod
     def backward(ctx, grad_v: Tensor):
         h, filt, envelope, i, j = ctx.saved_tensors
+        hg, fg, groups = _as_groups(h, filt, ctx.sizes)
+        gv = grad_v.reshape(hg.shape)
         grad_h = grad_filt = grad_envelope = None
-        need_w = ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
+        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
+        w = fg * envelope.view(-1, 1, 1)
         if torch.is_grad_enabled():  # double backward: differentiable operations
-            gi, gj = grad_v[i], grad_v[j]
-            if ctx.needs_input_grad[0]:
-                w = _per_pair(filt * envelope.unsqueeze(-1), gi)
-                n = h.shape[0]
-                grad_h = scatter_sum(gi * w, j, n) + scatter_sum(gj * w, i, n)
+            gi, gj = gv[i], gv[j]
+            if need_h:
+                we = _expand_groups(w, groups)
+                grad_h = torch.zeros_like(hg).index_add(0, j, gi * we).index_add(0, i, gj * we)
             if need_w:
-                grad_w = gi * h[j] + gj * h[i]
-                if grad_w.dim() > 2:  # components share the weight: sum their contributions
-                    grad_w = grad_w.flatten(1, -2).sum(1)
+                grad_w = _group_sums(gi * hg[j] + gj * hg[i], groups)
         else:
-            grad_v = grad_v.contiguous()
-            if ctx.needs_input_grad[0]:
-                grad_h = _send_both_ways(torch.zeros_like(h), grad_v, filt * envelope.unsqueeze(-1), i, j)
+            gv = gv.contiguous()
+            grad_h = torch.zeros_like(hg) if need_h else None
+            parts = []
+            for c in _chunks(i.shape[0], _chunk(hg)):
+                ic, jc, wc = i[c], j[c], w[c]
+                gi, gj = gv.index_select(0, ic), gv.index_select(0, jc)
+                if need_w:
+                    t = gi * hg.index_select(0, jc)
+                    parts.append(_group_sums(t.addcmul_(gj, hg.index_select(0, ic)), groups))
+                if grad_h is not None:
+                    grad_h.index_add_(0, jc, _mul_groups_(gi, wc, groups))
+                    grad_h.index_add_(0, ic, _mul_groups_(gj, wc, groups))
             if need_w:
-                grad_w = _pair_products(grad_v, h, i, j)
+                grad_w = torch.cat(parts) if parts else torch.zeros_like(fg)
+        if grad_h is not None:
+            grad_h = grad_h.view_as(h)
         if ctx.needs_input_grad[1]:
-            grad_filt = grad_w * envelope.unsqueeze(-1)
+            grad_filt = (grad_w * envelope.view(-1, 1, 1)).view_as(filt)
         if ctx.needs_input_grad[2]:
-            grad_envelope = (grad_w * filt).sum(dim=-1)
-        return grad_h, grad_filt, grad_envelope, None, None
+            grad_envelope = (grad_w * fg).sum(dim=(1, 2))
+        return grad_h, grad_filt, grad_envelope, None, None, None
 
 
 def _chunks(n: int, step: int):
@@ -216,20 +229,26 @@ def _expand_groups(x: Tensor, sizes: tuple[int, ...]) -> Tensor:
 # atom only, for a full edge list (no data-dependent selection of half edges).
 
 
-def pair_convolution(h: Tensor, filt: Tensor, envelope: Tensor, i: Tensor, j: Tensor, both_ways: bool = True) -> Tensor:
+def pair_convolution(
+    h: Tensor, filt: Tensor, envelope: Tensor, i: Tensor, j: Tensor, both_ways: bool = True,
+    sizes: tuple[int, ...] | None = None,
+) -> Tensor:  # fmt: skip
     """:class:`PairConvolution` when running eagerly, plain operations when being compiled."""
     if both_ways and not torch.compiler.is_compiling():
-        return PairConvolution.apply(h, filt, envelope, i, j)
-    return pair_convolution_plain(h, filt, envelope, i, j, both_ways)
+        return PairConvolution.apply(h, filt, envelope, i, j, sizes)
+    return pair_convolution_plain(h, filt, envelope, i, j, both_ways, sizes)
 
 
-def pair_convolution_plain(h: Tensor, filt: Tensor, envelope: Tensor, i: Tensor, j: Tensor, both_ways: bool = True) -> Tensor:
-    hj = h.index_select(0, j)
-    w = _per_pair(filt * envelope.unsqueeze(-1), hj)
-    out = torch.zeros_like(h).index_add(0, i, hj * w)
+def pair_convolution_plain(
+    h: Tensor, filt: Tensor, envelope: Tensor, i: Tensor, j: Tensor, both_ways: bool = True,
+    sizes: tuple[int, ...] | None = None,
+) -> Tensor:  # fmt: skip
+    hg, fg, groups = _as_groups(h, filt, sizes)
+    w = _expand_groups(fg * envelope.view(-1, 1, 1), groups)
+    out = torch.zeros_like(hg).index_add(0, i, hg.index_select(0, j) * w)
     if both_ways:
-        out = out.index_add(0, j, h.index_select(0, i) * w)
-    return out
+        out = out.index_add(0, j, hg.index_select(0, i) * w)
+    return out.view_as(h)
 
 
 def directional_pair_sum(
