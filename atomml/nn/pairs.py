@@ -90,12 +90,12 @@ class PairConvolution(torch.autograd.Function):
         ctx.save_for_backward(h, filt, envelope, i, j)
         ctx.sizes = sizes
         hg, fg, groups = _as_groups(h, filt, sizes)
-        w = fg * envelope.view(-1, 1, 1)
         out = torch.zeros_like(hg)
         step = _chunk(hg)
         buffer = hg.new_empty((min(step, i.shape[0]),) + hg.shape[1:])
         for c in _chunks(i.shape[0], step):
-            ic, jc, wc = i[c], j[c], w[c]
+            ic, jc = i[c], j[c]
+            wc = fg[c] * envelope[c].view(-1, 1, 1)
             out.index_add_(0, ic, _mul_groups_(_gather(hg, jc, buffer), wc, groups))
             out.index_add_(0, jc, _mul_groups_(_gather(hg, ic, buffer), wc, groups))
         return out.view_as(h)
@@ -105,40 +105,44 @@ class PairConvolution(torch.autograd.Function):
         h, filt, envelope, i, j = ctx.saved_tensors
         hg, fg, groups = _as_groups(h, filt, ctx.sizes)
         gv = grad_v.reshape(hg.shape)
+        need_h, need_filt, need_env = ctx.needs_input_grad[:3]
         grad_h = grad_filt = grad_envelope = None
-        need_h, need_w = ctx.needs_input_grad[0], ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
-        w = fg * envelope.view(-1, 1, 1)
         if torch.is_grad_enabled() or gv.requires_grad:  # double backward: differentiable operations
             gi, gj = gv[i], gv[j]
             if need_h:
-                we = _expand_groups(w, groups)
+                we = _expand_groups(fg * envelope.view(-1, 1, 1), groups)
                 grad_h = torch.zeros_like(hg).index_add(0, j, gi * we).index_add(0, i, gj * we)
-            if need_w:
+            if need_filt or need_env:
                 grad_w = _group_sums(gi * hg[j] + gj * hg[i], groups)
-        else:
+                if need_filt:
+                    grad_filt = grad_w * envelope.view(-1, 1, 1)
+                if need_env:
+                    grad_envelope = (grad_w * fg).sum(dim=(1, 2))
+        else:  # in chunks, every per-pair quantity made and used while it is in cache
             gv = gv.contiguous()
             grad_h = torch.zeros_like(hg) if need_h else None
-            parts = []
+            grad_filt = torch.empty_like(fg) if need_filt else None
+            grad_envelope = torch.empty_like(envelope) if need_env else None
             step = _chunk(hg)
-            bi, bj, bh = (hg.new_empty((min(step, i.shape[0]),) + hg.shape[1:]) for _ in range(3))
+            b1, b2, b3, b4 = (hg.new_empty((min(step, i.shape[0]),) + hg.shape[1:]) for _ in range(4))
             for c in _chunks(i.shape[0], step):
-                ic, jc, wc = i[c], j[c], w[c]
-                gi, gj = _gather(gv, ic, bi), _gather(gv, jc, bj)
-                if need_w:
-                    t = _gather(hg, jc, bh).mul_(gi)
-                    t = t.addcmul_(gj, hg.index_select(0, ic))
-                    parts.append(_group_sums(t, groups))
+                ic, jc, env = i[c], j[c], envelope[c].view(-1, 1, 1)
+                gi, gj = _gather(gv, ic, b1), _gather(gv, jc, b2)
+                if need_filt or need_env:
+                    t = _gather(hg, jc, b3).mul_(gi).addcmul_(gj, _gather(hg, ic, b4))
+                    grad_w = _group_sums(t, groups)
+                    if grad_filt is not None:
+                        torch.mul(grad_w, env, out=grad_filt[c])
+                    if grad_envelope is not None:
+                        grad_envelope[c] = (grad_w * fg[c]).sum(dim=(1, 2))
                 if grad_h is not None:
+                    wc = fg[c] * env
                     grad_h.index_add_(0, jc, _mul_groups_(gi, wc, groups))
                     grad_h.index_add_(0, ic, _mul_groups_(gj, wc, groups))
-            if need_w:
-                grad_w = torch.cat(parts) if parts else torch.zeros_like(fg)
         if grad_h is not None:
             grad_h = grad_h.view_as(h)
-        if ctx.needs_input_grad[1]:
-            grad_filt = (grad_w * envelope.view(-1, 1, 1)).view_as(filt)
-        if ctx.needs_input_grad[2]:
-            grad_envelope = (grad_w * fg).sum(dim=(1, 2))
+        if grad_filt is not None:
+            grad_filt = grad_filt.view_as(filt)
         return grad_h, grad_filt, grad_envelope, None, None, None
 
 
@@ -189,7 +193,7 @@ class DirectionalPairSum(torch.autograd.Function):
         sign = torch.tensor(ctx.signs, device=w.device, dtype=w.dtype).view(1, -1, 1)
         grad_out = grad_out.contiguous()
         grad_p, grad_q = torch.zeros_like(p), torch.zeros_like(q)
-        grad_w_parts, grad_g_parts = [], []
+        grad_w_parts, grad_g_parts = [], []  # kept as lists: this backward may be differentiated
         step = _directional_chunk(p, sizes)
         # reused gather buffers, unless this backward is itself being differentiated
         reuse = not torch.is_grad_enabled() and not grad_out.requires_grad
