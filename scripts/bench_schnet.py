@@ -533,7 +533,7 @@ def _available_mib() -> float:
 def wait_for_memory(system: str, args) -> bool:
     """Before a large run, wait (up to --memory-wait s) until MemAvailable covers the estimate,
     so that the benchmark never pushes the machine (shared with other work) into the OOM killer."""
-    n_atoms = {"molecules": 800, "water1500": 1536, "water12000": 12288}.get(system, 0)
+    n_atoms = {"molecules": 800, "molecules20": 1400, "water1500": 1536, "water12000": 12288}.get(system, 0)
     need = n_atoms * MIB_PER_ATOM_ESTIMATE + 1024
     deadline = time.monotonic() + args.memory_wait
     while True:
