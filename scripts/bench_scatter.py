@@ -31,7 +31,6 @@ import statistics
 import sys
 import time
 
-import numpy as np
 import torch
 
 import atomml

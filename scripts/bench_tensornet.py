@@ -115,7 +115,7 @@ def _make_call(peer: str, atoms_list):
             return out["energy"].detach(), out["forces"].detach()
 
         return call, n_atoms
-    del pot
+    pot = None  # from here on only the torchmd-net model is used
     z = torch.tensor(np.concatenate([a.numbers for a in atoms_list]), dtype=torch.long)
     pos = torch.tensor(np.concatenate([a.positions for a in atoms_list]), dtype=torch.float32)
     batch = torch.cat([torch.full((len(a),), k, dtype=torch.long) for k, a in enumerate(atoms_list)])

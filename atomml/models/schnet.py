@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import torch
 from torch import Tensor, nn
 
 from ..graph import AtomicGraph

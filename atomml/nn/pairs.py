@@ -12,7 +12,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .scatter import scatter_sum
 
 
 def half_edges(edge_index: Tensor, cell_shift: Tensor) -> Tensor:
