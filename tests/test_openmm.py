@@ -1,0 +1,171 @@
+"""atomml in OpenMM through openmm-ml: the same energies and forces as the ASE calculator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import atomml
+from atomml import testing, units
+from atomml.models import create
+from atomml.resources import resource_folder
+
+openmm = pytest.importorskip("openmm")
+pytest.importorskip("openmmml")
+from openmm import app, unit  # noqa: E402
+from openmmml import MLPotential  # noqa: E402
+
+KJ_PER_MOL_NM = units.EV_TO_KJ_PER_MOL * units.NM_TO_ANGSTROM  # per eV/Å
+
+
+def topology_of(atoms):
+    """An OpenMM Topology with one residue per atom; periodic box from a periodic cell."""
+    top = app.Topology()
+    chain = top.addChain()
+    for z in atoms.numbers:
+        residue = top.addResidue("X", chain)
+        element = app.Element.getByAtomicNumber(int(z))
+        top.addAtom(element.symbol, element, residue)
+    if atoms.pbc.all():
+        top.setPeriodicBoxVectors(atoms.cell.array * 0.1 * unit.nanometer)
+    return top
+
+
+def openmm_energy_forces(system, atoms, groups=-1, parameters=None):
+    integrator = openmm.VerletIntegrator(0.001)
+    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(atoms.positions * 0.1)
+    if atoms.pbc.all():
+        a, b, c = (v * 0.1 for v in atoms.cell.array)
+        context.setPeriodicBoxVectors(a, b, c)
+    for name, value in (parameters or {}).items():
+        context.setParameter(name, value)
+    state = context.getState(getEnergy=True, getForces=True, groups=groups)
+    energy = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+    forces = state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
+    return energy, forces
+
+
+def ase_energy_forces(potential, atoms):
+    atoms = atoms.copy()
+    atoms.calc = atomml.AtomMLCalculator(potential, dtype=torch.float64)
+    return atoms.get_potential_energy() * units.EV_TO_KJ_PER_MOL, atoms.get_forces() * KJ_PER_MOL_NM
+
+
+def assert_same(got, expected, rtol=1e-6):
+    (e1, f1), (e2, f2) = got, expected
+    assert abs(e1 - e2) <= rtol * abs(e2), (e1, e2)
+    assert np.abs(f1 - f2).max() <= rtol * np.abs(f2).max(), np.abs(f1 - f2).max()
+
+
+@pytest.fixture(scope="module")
+def organic(tmp_path_factory):
+    torch.manual_seed(0)
+    potential = create("tensornet", elements=[1, 6, 8], cutoff=4.0, hidden_channels=16, num_rbf=8)
+    path = atomml.save_potential(potential, tmp_path_factory.mktemp("pot") / "organic")
+    return potential.double(), path
+
+
+def test_whole_periodic_system_matches_ase():
+    import ase.io
+
+    atoms = ase.io.read(resource_folder("md") / "structures" / "cu_fcc_108.extxyz")
+    atoms.rattle(0.05, seed=1)
+    system = MLPotential("atomml", potential="schnet-cu-emt-demo", precision="double").createSystem(topology_of(atoms))
+    assert_same(openmm_energy_forces(system, atoms), ase_energy_forces(atomml.load_potential("schnet-cu-emt-demo"), atoms))
+
+
+def test_molecule_with_charge_matches_ase(organic):
+    potential, path = organic
+    atoms = testing.random_molecule([1, 6, 8], 15, seed=4)
+    atoms.info["charge"] = -1
+    mlp = MLPotential("atomml", potential=str(path))
+    system = mlp.createSystem(topology_of(atoms), precision="double", charge=-1)
+    assert_same(openmm_energy_forces(system, atoms), ase_energy_forces(potential, atoms))
+
+
+def water_box(n_side=3, spacing=3.1):
+    from ase import Atoms
+    from ase.build import molecule
+
+    water = molecule("H2O")
+    boxes = [water.positions + spacing * np.array([i, j, k]) for i in range(n_side) for j in range(n_side) for k in range(n_side)]
+    atoms = Atoms(numbers=np.tile(water.numbers, n_side**3), positions=np.concatenate(boxes))
+    atoms.set_cell(np.eye(3) * spacing * n_side)
+    atoms.pbc = True
+    return atoms
+
+
+def tip3p_system(atoms):
+    """A flexible TIP3P System and its Topology (water residues) for ``atoms`` (O, H, H, ...)."""
+    top = app.Topology()
+    chain = top.addChain()
+    o, h = app.Element.getBySymbol("O"), app.Element.getBySymbol("H")
+    for _ in range(len(atoms) // 3):
+        residue = top.addResidue("HOH", chain)
+        ao = top.addAtom("O", o, residue)
+        h1, h2 = top.addAtom("H1", h, residue), top.addAtom("H2", h, residue)
+        top.addBond(ao, h1)
+        top.addBond(ao, h2)
+    top.setPeriodicBoxVectors(atoms.cell.array * 0.1 * unit.nanometer)
+    forcefield = app.ForceField("amber14/tip3pfb.xml")
+    system = forcefield.createSystem(top, nonbondedMethod=app.PME, nonbondedCutoff=0.4 * unit.nanometer,
+                                     constraints=None, rigidWater=False)  # fmt: skip
+    return top, system
+
+
+def test_mixed_system_and_lambda_interpolate(organic):
+    """ML water in MM water: lambda_interpolate = 0 gives the MM energy, 1 replaces the ML
+    water's internal MM energy with its ML energy (mechanical embedding)."""
+    import copy
+
+    potential, path = organic
+    atoms = water_box()
+    top, mm_system = tip3p_system(atoms)
+    ml_atoms = [0, 1, 2]
+    mixed = MLPotential("atomml", potential=str(path), precision="double").createMixedSystem(
+        top, copy.deepcopy(mm_system), ml_atoms, forceGroup=1, interpolate=True
+    )
+    e_mm, _ = openmm_energy_forces(mm_system, atoms)
+    e0, _ = openmm_energy_forces(mixed, atoms, parameters={"lambda_interpolate": 0.0})
+    e1, f1 = openmm_energy_forces(mixed, atoms, parameters={"lambda_interpolate": 1.0})
+    assert abs(e0 - e_mm) < 1e-6 * abs(e_mm)
+    # the ML water's internal MM energy: bonds and angles (its nonbonded pairs are excluded)
+    single = atoms[ml_atoms]
+    single.pbc = False
+    single_top, _ = tip3p_system(water_box(1))
+    single_system = app.ForceField("amber14/tip3pfb.xml").createSystem(
+        single_top, nonbondedMethod=app.NoCutoff, constraints=None, rigidWater=False
+    )
+    e_internal, _ = openmm_energy_forces(single_system, single)
+    e_ml, f_ml = ase_energy_forces(potential, single)
+    assert abs((e1 - e0) - (e_ml - e_internal)) < 1e-6 * max(abs(e_ml), abs(e_internal))
+    # without interpolation the ML force has its own group: the ML forces, on the ML atoms only
+    # (with interpolation openmm-ml puts ML and MM terms of the ML atoms in one CustomCVForce)
+    plain = MLPotential("atomml", potential=str(path), precision="double").createMixedSystem(
+        top, copy.deepcopy(mm_system), ml_atoms, forceGroup=1
+    )
+    e_group, f_group = openmm_energy_forces(plain, atoms, groups={1})
+    assert abs(e_group - e_ml) < 1e-6 * abs(e_ml)
+    np.testing.assert_allclose(f_group[ml_atoms], f_ml, rtol=1e-6, atol=1e-6 * np.abs(f_ml).max())
+    assert np.abs(f_group[3:]).max() == 0.0
+
+
+def test_nve_energy_conserved_over_2000_steps():
+    import ase.io
+
+    atoms = ase.io.read(resource_folder("md") / "structures" / "cu_fcc_108.extxyz")
+    system = MLPotential("atomml", potential="schnet-cu-emt-demo", precision="double").createSystem(topology_of(atoms))
+    integrator = openmm.VerletIntegrator(1.0 * unit.femtosecond)
+    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("Reference"))
+    context.setPositions(atoms.positions * 0.1)
+    context.setVelocitiesToTemperature(300 * unit.kelvin, 1)
+    energies = []
+    for _ in range(20):
+        integrator.step(100)
+        state = context.getState(getEnergy=True)
+        energies.append((state.getPotentialEnergy() + state.getKineticEnergy()).value_in_unit(unit.kilojoule_per_mole))
+    kt = units.BOLTZMANN_EV_PER_K * 300 * units.EV_TO_KJ_PER_MOL
+    spread = (max(energies) - min(energies)) / len(atoms)
+    assert spread < 0.01 * kt, f"total energy varies by {spread:.3g} kJ/mol per atom over 2,000 steps"
