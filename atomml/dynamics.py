@@ -74,6 +74,18 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def read_run_state(path: Path, settings: MDSettings, trajectory: Path) -> dict[str, Any]:
+    """The state record of an earlier run, refused if it ran with other settings (only the
+    number of steps may change between runs: extending a run)."""
+    state = json.loads(path.read_text())
+    if {**state["settings"], "steps": settings.steps} != dataclasses.asdict(settings):
+        raise ValueError(
+            f"{trajectory} belongs to a run with other settings ({state['settings']}); "
+            "use another output name, or start over (--overwrite)"
+        )
+    return state
+
+
 def _integrator(atoms: Atoms, settings: MDSettings) -> Any:
     dt = settings.timestep_fs * units.FS
     if settings.ensemble == "nve":
@@ -109,7 +121,6 @@ def run_md(
 ) -> MDResult:
     """Run (or resume) MD of ``atoms`` with ``calculator``; see the module docstring."""
     from ase.md.velocitydistribution import Stationary, ZeroRotation, thermalize_momenta
-    from tqdm import tqdm
 
     trajectory = Path(trajectory)
     log_path = Path(log) if log is not None else trajectory.with_suffix(".log")
@@ -119,13 +130,7 @@ def run_md(
 
     start_step = 0
     if restart and state_path.exists():
-        state = json.loads(state_path.read_text())
-        # the number of steps may change between runs (extending a run); nothing else may
-        if {**state["settings"], "steps": settings.steps} != settings_dict:
-            raise ValueError(
-                f"{trajectory} belongs to a run with other settings ({state['settings']}); "
-                "use another output name, or start over (--overwrite)"
-            )
+        state = read_run_state(state_path, settings, trajectory)
         with open(trajectory, "r+b") as f:
             f.truncate(state["trajectory_bytes"])
         with open(log_path, "r+b") as f:
@@ -147,7 +152,6 @@ def run_md(
             if not atoms.pbc.any():
                 ZeroRotation(atoms)
     atoms.calc = calculator
-    n_atoms = max(len(atoms), 1)
 
     temperatures: list[float] = []
     energies: list[tuple[float, float]] = []  # (time ps, total energy)
@@ -182,24 +186,55 @@ def run_md(
     if start_step == 0:
         record(0)
     dyn = _integrator(atoms, settings)
-    remaining = settings.steps - start_step
+    wall = run_in_frames(dyn.run, record, settings, start_step, temperatures, energies, progress, "MD")
+    return md_result(settings, start_step, wall, temperatures, energies, len(atoms), trajectory, log_path)
+
+
+def run_in_frames(
+    advance: Callable[[int], Any],
+    record: Callable[[int], None],
+    settings: MDSettings,
+    start_step: int,
+    temperatures: list[float],
+    energies: list[tuple[float, float]],
+    progress: bool,
+    desc: str,
+) -> float:
+    """Advance from ``start_step`` to ``settings.steps``, calling ``record`` at every frame
+    (every ``interval`` steps and at the end), with a progress bar; returns the wall time."""
+    from tqdm import tqdm
+
     t0 = time.perf_counter()
-    with tqdm(total=settings.steps, initial=start_step, unit="step", disable=not progress, desc="MD") as bar:
+    with tqdm(total=settings.steps, initial=start_step, unit="step", disable=not progress, desc=desc) as bar:
         step = start_step
         while step < settings.steps:
             n = min(settings.interval - step % settings.interval, settings.steps - step)
-            dyn.run(n)
+            advance(n)
             step += n
             bar.update(n)
             if step % settings.interval == 0 or step == settings.steps:
                 record(step)
                 bar.set_postfix(T=f"{temperatures[-1]:.0f} K", Etot=f"{energies[-1][1]:.3f} eV")
-    wall = time.perf_counter() - t0
+    return time.perf_counter() - t0
+
+
+def md_result(
+    settings: MDSettings,
+    start_step: int,
+    wall: float,
+    temperatures: list[float],
+    energies: list[tuple[float, float]],
+    n_atoms: int,
+    trajectory: Path,
+    log: Path,
+) -> MDResult:
+    """Speed, mean temperature and total-energy drift (linear fit, per atom) of a run."""
+    remaining = settings.steps - start_step
     simulated_ns = max(remaining, 0) * settings.timestep_fs * units.NS_PER_FS
     drift = 0.0
     if len(energies) >= 3:
         t, e = np.array(energies).T
-        drift = float(np.polyfit(t, e, 1)[0]) / n_atoms
+        drift = float(np.polyfit(t, e, 1)[0]) / max(n_atoms, 1)
     return MDResult(
         steps_done=max(start_step, settings.steps),
         resumed_from=start_step,
@@ -208,5 +243,5 @@ def run_md(
         mean_temperature=float(np.mean(temperatures)) if temperatures else float("nan"),
         energy_drift_eV_per_atom_per_ps=drift,
         trajectory=trajectory,
-        log=log_path,
+        log=log,
     )

@@ -169,3 +169,60 @@ def test_nve_energy_conserved_over_2000_steps():
     kt = units.BOLTZMANN_EV_PER_K * 300 * units.EV_TO_KJ_PER_MOL
     spread = (max(energies) - min(energies)) / len(atoms)
     assert spread < 0.01 * kt, f"total energy varies by {spread:.3g} kJ/mol per atom over 2,000 steps"
+
+
+def test_openmm_md_resumes_exactly_after_a_kill(tmp_path):
+    """Run 20 steps, leave half-written junk in trajectory and log (a kill mid-frame), then
+    extend to 40: the log equals that of an uninterrupted 40-step run, the DCD has 5 frames."""
+    import struct
+
+    import ase.io
+
+    from atomml.dynamics import MDSettings
+    from atomml.openmm_md import run_openmm_md
+
+    atoms = ase.io.read(resource_folder("md") / "structures" / "cu_fcc_108.extxyz")
+    kwargs = dict(precision="double", platform="Reference", progress=False)
+
+    def settings(steps):
+        return MDSettings(ensemble="nve", timestep_fs=2.0, steps=steps, interval=10, seed=3)
+
+    straight = run_openmm_md(atoms, "schnet-cu-emt-demo", settings(40), tmp_path / "a.dcd", **kwargs)
+    first = run_openmm_md(atoms, "schnet-cu-emt-demo", settings(20), tmp_path / "b.dcd", **kwargs)
+    assert first.steps_done == 20
+    for name in ("b.dcd", "b.log"):
+        with open(tmp_path / name, "ab") as f:
+            f.write(b"\x00half a frame")
+    resumed = run_openmm_md(atoms, "schnet-cu-emt-demo", settings(40), tmp_path / "b.dcd", **kwargs)
+    assert resumed.resumed_from == 20 and resumed.steps_done == 40
+    assert (tmp_path / "b.log").read_text() == (tmp_path / "a.log").read_text()
+    assert straight.log.read_text().count("\n") == 6  # header + 5 frames
+    for name in ("a.dcd", "b.dcd"):
+        data = (tmp_path / name).read_bytes()
+        assert struct.unpack("<i", data[8:12])[0] == 5
+    assert (tmp_path / "a.dcd").stat().st_size == (tmp_path / "b.dcd").stat().st_size
+
+
+def test_openmm_md_refuses_slabs():
+    from atomml.dynamics import MDSettings
+    from atomml.openmm_md import run_openmm_md
+
+    slab = testing.random_crystal([29], 8, seed=1, pbc=(True, True, False))
+    with pytest.raises(ValueError, match="fully periodic or a non-periodic"):
+        run_openmm_md(slab, "schnet-cu-emt-demo", MDSettings(steps=1), "x.dcd", progress=False)
+
+
+def test_cli_md_with_openmm_engine(tmp_path, capsys):
+    import json
+
+    from atomml.cli import main
+
+    structure = resource_folder("md") / "structures" / "cu_fcc_108.extxyz"
+    out = tmp_path / "run.dcd"
+    argv = ["md", str(structure), "-p", "schnet-cu-emt-demo", "--engine", "openmm", "--ensemble", "nvt",
+            "--timestep", "2", "--steps", "20", "--interval", "10", "-o", str(out), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["steps_done"] == 20 and out.exists() and (tmp_path / "run.log").exists()
+    assert main(argv[:-5] + ["--steps", "30", "--interval", "10", "-o", str(out), "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out)["resumed_from"] == 20

@@ -22,7 +22,10 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--steps", type=int, default=1000)
     md.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs")
     md.add_argument("--interval", type=int, default=10, help="steps between trajectory frames / checkpoints")
-    md.add_argument("--trajectory", "-o", default="md.extxyz", help="output trajectory (extended XYZ)")
+    md.add_argument("--engine", choices=["ase", "openmm"], default="ase",
+                    help="ase: ASE integrators, any periodicity; openmm: OpenMM through openmm-ml (DCD output)")
+    md.add_argument("--trajectory", "-o", default=None,
+                    help="output trajectory (default md.extxyz; md.dcd with --engine openmm)")
     md.add_argument("--log", default=None, help="log file (default: trajectory name with .log)")
     md.add_argument("--seed", type=int, default=0)
     md.add_argument("--charge", type=float, default=None, help="total charge (default: from the file, else 0)")

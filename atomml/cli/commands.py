@@ -32,15 +32,26 @@ def md(args: argparse.Namespace) -> int:
         interval=args.interval,
         seed=args.seed,
     )
-    result = run_md(
-        atoms,
-        _calculator(args.potential, args.device, args.dtype),
-        settings,
-        trajectory=args.trajectory,
-        log=args.log,
-        restart=not args.overwrite,
-        progress=not args.no_progress,
-    )
+    if args.engine == "openmm":
+        from ..openmm_md import run_openmm_md
+
+        args.trajectory = args.trajectory or "md.dcd"
+        result = run_openmm_md(
+            atoms, args.potential, settings, trajectory=args.trajectory, log=args.log, restart=not args.overwrite,
+            progress=not args.no_progress, precision={"float32": "single", "float64": "double"}[args.dtype],
+            device=args.device,
+        )  # fmt: skip
+    else:
+        args.trajectory = args.trajectory or "md.extxyz"
+        result = run_md(
+            atoms,
+            _calculator(args.potential, args.device, args.dtype),
+            settings,
+            trajectory=args.trajectory,
+            log=args.log,
+            restart=not args.overwrite,
+            progress=not args.no_progress,
+        )
     if result.resumed_from >= settings.steps:
         print(f"{args.trajectory}: already complete ({settings.steps} steps); use --overwrite to run again")
     print(json.dumps(result.summary(), indent=1))
