@@ -1,0 +1,1 @@
+"""Free energies: estimators with diagnostics (more to come: alchemical states, sampling)."""
