@@ -1,4 +1,4 @@
-"""TensorNet under torch.compile (one graph: fullgraph=True) and torch.export (saved, loaded and
+"""Architectures under torch.compile (one graph: fullgraph=True) and torch.export (saved, loaded and
 run on other sizes), against the eager potential."""
 
 from __future__ import annotations
@@ -14,10 +14,13 @@ from atomml.models import create
 ELEMENTS = [1, 6, 8]
 
 
-@pytest.fixture(scope="module")
-def setup():
+SMALL = {"tensornet": dict(hidden_channels=16, num_rbf=8), "schnet": dict(n_atom_basis=16, n_filters=16, n_rbf=8)}
+
+
+@pytest.fixture(scope="module", params=sorted(SMALL))
+def setup(request):
     torch.manual_seed(0)
-    potential = create("tensornet", elements=ELEMENTS, cutoff=4.0, hidden_channels=16, num_rbf=8).double()
+    potential = create(request.param, elements=ELEMENTS, cutoff=4.0, **SMALL[request.param]).double()
     molecule = testing.random_molecule(ELEMENTS, 12, seed=1)
     crystal = testing.random_crystal(ELEMENTS, 20, seed=2)
     slab = testing.random_crystal(ELEMENTS, 15, seed=3, pbc=(True, True, False))

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from ..graph import AtomicGraph
 from ..nn.activations import ShiftedSoftplus
 from ..nn.radial import CosineCutoff, GaussianRBF
-from ..nn.pairs import PairConvolution, half_edges
+from ..nn.pairs import pair_convolution, pair_list
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,9 +56,10 @@ class SchNetInteraction(nn.Module):
         self.filter_network = nn.Sequential(_dense(n_rbf, n_filters), ShiftedSoftplus(), _dense(n_filters, n_filters))
         self.f2out = nn.Sequential(_dense(n_filters, n_atom_basis), ShiftedSoftplus(), _dense(n_atom_basis, n_atom_basis))
 
-    def forward(self, x: Tensor, rbf: Tensor, envelope: Tensor, i: Tensor, j: Tensor) -> Tensor:
-        """``i``, ``j``: the two ends of each unordered pair; messages go both ways."""
-        v = PairConvolution.apply(self.in2f(x), self.filter_network(rbf), envelope, i, j)
+    def forward(self, x: Tensor, rbf: Tensor, envelope: Tensor, i: Tensor, j: Tensor, both_ways: bool = True) -> Tensor:
+        """``i``, ``j``: the two ends of each unordered pair; messages go both ways (or, for a
+        full edge list, to ``i`` only)."""
+        v = pair_convolution(self.in2f(x), self.filter_network(rbf), envelope, i, j, both_ways)
         return self.f2out(v)
 
 
@@ -78,13 +79,12 @@ class SchNet(nn.Module):
 
     def forward(self, graph: AtomicGraph, species: Tensor, edge_index: Tensor, edge_vec: Tensor) -> Tensor:
         assert graph.cell_shift is not None
-        pair = half_edges(edge_index, graph.cell_shift)
-        i, j = edge_index[0, pair], edge_index[1, pair]
-        d = edge_vec[pair].norm(dim=1)
+        i, j, vec, both_ways = pair_list(edge_index, edge_vec, graph.cell_shift)
+        d = vec.norm(dim=1)
         rbf = self.radial_basis(d)
         envelope = self.cutoff_fn(d)
         x = self.embedding(species).to(edge_vec.dtype)
         for k in range(self.config.n_interactions):
             interaction = self.interactions[0 if self.config.shared_interactions else k]
-            x = x + interaction(x, rbf, envelope, i, j)
+            x = x + interaction(x, rbf, envelope, i, j, both_ways)
         return self.readout(x).squeeze(-1)

@@ -44,7 +44,7 @@ from torch import Tensor, nn
 
 from ..graph import AtomicGraph
 from ..nn.activations import ShiftedSoftplus
-from ..nn.pairs import directional_pair_sum, half_edges, pair_convolution
+from ..nn.pairs import directional_pair_sum, pair_convolution, pair_list
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "silu": nn.SiLU,
@@ -279,14 +279,7 @@ class TensorNet(nn.Module):
     def forward(self, graph: AtomicGraph, species: Tensor, edge_index: Tensor, edge_vec: Tensor) -> Tensor:
         assert graph.cell_shift is not None
         cfg = self.config
-        # Eagerly: one edge per pair, messages both ways. Being compiled or exported: the full
-        # list, messages one way (selecting half the edges has a data-dependent size).
-        both_ways = not torch.compiler.is_compiling()
-        if both_ways:
-            pair = half_edges(edge_index, graph.cell_shift)
-            i, j, vec = edge_index[0, pair], edge_index[1, pair], edge_vec[pair]
-        else:
-            i, j, vec = edge_index[0], edge_index[1], edge_vec
+        i, j, vec, both_ways = pair_list(edge_index, edge_vec, graph.cell_shift)
         d = vec.norm(dim=1)
         u = -vec / d.unsqueeze(1)  # r_i - r_j, torchmd-net's direction
         rbf = self.distance_expansion(d)

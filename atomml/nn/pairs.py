@@ -35,6 +35,16 @@ def _chunk(like: Tensor) -> int:
     return max(64, CHUNK_BYTES // max(row, 1))
 
 
+def pair_list(edge_index: Tensor, edge_vec: Tensor, cell_shift: Tensor) -> tuple[Tensor, Tensor, Tensor, bool]:
+    """(i, j, vec, both_ways) for message passing: eagerly one edge per pair with messages both
+    ways; while being compiled or exported the full list, messages one way (selecting half the
+    edges has a data-dependent size, which the compilers cannot trace into one graph)."""
+    if torch.compiler.is_compiling():
+        return edge_index[0], edge_index[1], edge_vec, False
+    pair = half_edges(edge_index, cell_shift)
+    return edge_index[0, pair], edge_index[1, pair], edge_vec[pair], True
+
+
 def _gather(src: Tensor, index: Tensor, buffer: Tensor | None) -> Tensor:
     """src[index] along dimension 0, written into ``buffer`` (reused from chunk to chunk) when
     one is given: fresh multi-megabyte tensors for every chunk cost page faults, which made

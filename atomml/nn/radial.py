@@ -26,9 +26,9 @@ class GaussianRBF(nn.Module):
 
     @property
     def coefficient(self) -> Tensor:
-        offsets = self.offsets
-        width = float(offsets[1] - offsets[0]) if self.n_rbf > 1 else 1.0
-        return torch.full_like(offsets, -0.5 / width**2)
+        # the spacing in plain floats: no tensor-to-float conversion, so it traces (compile/export)
+        width = (self.cutoff - self.start) / (self.n_rbf - 1) if self.n_rbf > 1 else 1.0
+        return torch.full((self.n_rbf,), -0.5 / width**2, dtype=torch.float64)
 
     def forward(self, d: Tensor) -> Tensor:
         offsets = self.offsets.to(device=d.device, dtype=d.dtype)
