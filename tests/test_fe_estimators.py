@@ -124,3 +124,25 @@ def test_units_and_decorrelation():
     assert 12 < g < 28
     idx = est.decorrelated_indices(ar)
     assert 100 < len(idx) < 600
+
+
+def test_forward_reverse_and_plots(tmp_path):
+    from atomml.fe import diagnostics
+
+    rng = np.random.default_rng(7)
+    kappas, n = np.array([1.0, 1.5, 2.2, 3.0]), 800
+    x = np.concatenate([sample(k, 0.0, n, rng) for k in kappas])
+    u_kn = np.array([u(x, k, 0.0) for k in kappas])
+    conv = diagnostics.forward_reverse(u_kn, [n] * 4, T)
+    assert conv["converged"], conv["why"]
+    assert abs(conv["forward"][-1] - exact(1.0, 3.0)) < Z_MAX * conv["forward_error"][-1]
+    # a drifting window (its first half from another state) is caught
+    drifted = np.concatenate([sample(1.0, 2.0, n // 2, rng), sample(3.0, 0.0, n // 2, rng)])
+    x2 = np.concatenate([x[: 3 * n], drifted])
+    bad = diagnostics.forward_reverse(np.array([u(x2, k, 0.0) for k in kappas]), [n] * 4, T)
+    assert not bad["converged"] and "differ" in bad["why"]
+    diagnostics.plot_overlap(est.mbar(u_kn, [n] * 4, T), tmp_path / "overlap.png")
+    diagnostics.plot_convergence(conv, tmp_path / "convergence.png", T)
+    diagnostics.plot_dudl([0, 0.5, 1], [rng.normal(size=50) + m for m in (1, 0.5, 0.2)], tmp_path / "dudl.png")
+    for name in ("overlap.png", "convergence.png", "dudl.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
