@@ -247,7 +247,7 @@ def test_drug_like_molecule_ml_in_tip3p_water_langevin_2fs_hmr(organic_hcno, tmp
 
     from atomml.mm import solvated_molecule
 
-    setup = solvated_molecule("CC(=O)Oc1ccccc1C(=O)O", tmp_path / "aspirin", padding=7.0)
+    setup, _ = solvated_molecule("CC(=O)Oc1ccccc1C(=O)O", tmp_path / "aspirin", padding=7.0)
     prmtop, inpcrd = app.AmberPrmtopFile(str(setup.prmtop)), app.AmberInpcrdFile(str(setup.inpcrd))
     mm_system = prmtop.createSystem(nonbondedMethod=app.PME, nonbondedCutoff=0.8 * unit.nanometer,
                                     constraints=None, rigidWater=True, hydrogenMass=2.0 * unit.amu)  # fmt: skip

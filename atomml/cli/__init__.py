@@ -40,6 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print the header as JSON")
     info.set_defaults(func=commands.info)
 
+    fe = sub.add_parser("fe", help="free energies")
+    fe_sub = fe.add_subparsers(dest="fe_command", required=True)
+    hyd = fe_sub.add_parser("hydration", help="hydration free energy of a molecule (GAFF2/AM1-BCC, TIP3P, MBAR)")
+    hyd.add_argument("smiles", help="the molecule as SMILES")
+    hyd.add_argument("--protocol", default=None, help="YAML protocol (default: md/protocols/hydration.yaml)")
+    hyd.add_argument("--output", "-o", default="runs/hydration", help="folder for set-up, samples, plots, summary")
+    hyd.add_argument("--no-progress", action="store_true")
+    hyd.set_defaults(func=commands.fe_hydration)
+
     demo = sub.add_parser("demo", help="the main job: a short MD run with a shipped potential")
     demo.add_argument("--steps", type=int, default=2000)
     demo.add_argument("--output", default="runs/demo", help="folder for the trajectory and log")

@@ -58,6 +58,15 @@ def md(args: argparse.Namespace) -> int:
     return 0
 
 
+def fe_hydration(args: argparse.Namespace) -> int:
+    from ..fe.hydration import HydrationProtocol, default_protocol, hydration_free_energy
+
+    protocol = HydrationProtocol.from_yaml(args.protocol) if args.protocol else default_protocol()
+    summary = hydration_free_energy(args.smiles, args.output, protocol, progress=not args.no_progress)
+    print(json.dumps({k: v for k, v in summary.items() if k != "protocol"}, indent=1))
+    return 0
+
+
 def info(args: argparse.Namespace) -> int:
     from ..potential_file import read_header, resolve
 

@@ -1,0 +1,127 @@
+"""Hydration free energy of a small molecule (MM): decoupling in water and in vacuum.
+
+SMILES -> GAFF2/AM1-BCC with TIP3P (:func:`atomml.mm.solvated_molecule`) -> the solute
+decoupled in water (PME) and in vacuum through the same alchemical states
+(:mod:`atomml.fe.alchemy`) -> independent windows (:mod:`atomml.fe.sampling`, resumable) ->
+MBAR per leg with diagnostics and plots. dG_hyd = dF_decouple(vacuum) - dF_decouple(water).
+
+The protocol (temperature, states, sampling lengths) is a YAML file; the defaults are
+``md/protocols/hydration.yaml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class HydrationProtocol:
+    temperature: float = 298.15
+    padding: float = 10.0  # Å of water around the solute
+    cutoff_nm: float = 0.9
+    hydrogen_mass_amu: float = 1.5
+    electrostatics: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25, 0.0)
+    sterics: tuple[float, ...] = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.35, 0.3, 0.2, 0.1, 0.0)
+    samples: int = 500
+    steps_per_sample: int = 500
+    equilibration_steps: int = 5000
+    timestep_fs: float = 2.0
+    friction_per_ps: float = 1.0
+    seed: int = 0
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> HydrationProtocol:
+        import yaml
+
+        values = yaml.safe_load(Path(path).read_text()) or {}
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"{path}: unknown protocol keys {unknown}")
+        for key in ("electrostatics", "sterics"):
+            if key in values:
+                values[key] = tuple(float(v) for v in values[key])
+        return cls(**values)
+
+
+def default_protocol() -> HydrationProtocol:
+    from ..resources import resource_folder
+
+    return HydrationProtocol.from_yaml(resource_folder("md") / "protocols" / "hydration.yaml")
+
+
+def _leg(setup: Any, protocol: HydrationProtocol, solvent: bool, folder: Path, schedule: Any, progress: bool) -> dict:
+    import openmm
+    from openmm import app, unit
+
+    from . import diagnostics
+    from .alchemy import alchemical_system, set_state
+    from .estimators import mbar
+    from .sampling import read_u_kn, sample_windows
+
+    prmtop, inpcrd = app.AmberPrmtopFile(str(setup.prmtop)), app.AmberInpcrdFile(str(setup.inpcrd))
+    system = prmtop.createSystem(
+        nonbondedMethod=app.PME if solvent else app.NoCutoff, nonbondedCutoff=protocol.cutoff_nm * unit.nanometer,
+        constraints=app.HBonds, rigidWater=True, hydrogenMass=protocol.hydrogen_mass_amu * unit.amu,
+    )  # fmt: skip
+    if solvent:
+        system.addForce(openmm.MonteCarloBarostat(1 * unit.bar, protocol.temperature * unit.kelvin))
+        # NPT sampling, but u_kn is evaluated without pV: the volume changes with the state only
+        # through the solute, whose pV difference is negligible next to kT at 1 bar
+    alchemical = alchemical_system(system, setup.molecule_atoms)
+    sample_windows(
+        alchemical, inpcrd.positions, schedule.states, set_state, folder, temperature=protocol.temperature,
+        samples=protocol.samples, steps_per_sample=protocol.steps_per_sample,
+        equilibration_steps=protocol.equilibration_steps, timestep_fs=protocol.timestep_fs,
+        friction_per_ps=protocol.friction_per_ps, box=inpcrd.boxVectors if solvent else None,
+        seed=protocol.seed, progress=progress,
+    )  # fmt: skip
+    u_kn, n_k = read_u_kn(folder)
+    result = mbar(u_kn, n_k, protocol.temperature)
+    convergence = diagnostics.forward_reverse(u_kn, n_k, protocol.temperature)
+    diagnostics.plot_overlap(result, folder / "overlap.png")
+    diagnostics.plot_convergence(convergence, folder / "convergence.png", protocol.temperature)
+    return {"result": result.result, "neighbour_overlaps": result.neighbour_overlaps.tolist(),
+            "convergence": convergence, "samples_per_state": n_k.tolist()}  # fmt: skip
+
+
+def hydration_free_energy(smiles: str, folder: str | os.PathLike[str], protocol: HydrationProtocol | None = None,
+                          progress: bool = True) -> dict:  # fmt: skip
+    """Run (or resume) both legs and return the summary (also written to ``summary.json``)."""
+    from ..mm import solvated_molecule
+    from ..units import KCAL_TO_KJ
+    from .alchemy import Schedule
+
+    protocol = protocol or default_protocol()
+    folder = Path(folder)
+    solvated, vacuum = solvated_molecule(smiles, folder / "setup", padding=protocol.padding, seed=protocol.seed)
+    schedule = Schedule.decoupling(protocol.electrostatics, protocol.sterics)
+    water = _leg(solvated, protocol, True, folder / "solvent", schedule, progress)
+    gas = _leg(vacuum, protocol, False, folder / "vacuum", schedule, progress)
+    fw, fv = water["result"], gas["result"]
+    value = fv.value_kt - fw.value_kt
+    error = float(np.hypot(fv.error_kt, fw.error_kt))
+    kt_kcal = fw.kt_in_kj_per_mol / KCAL_TO_KJ
+    flags = [f"solvent: {f}" for f in fw.flags] + [f"vacuum: {f}" for f in fv.flags]
+    for name, leg in (("solvent", water), ("vacuum", gas)):
+        if not leg["convergence"]["converged"]:
+            flags.append(f"{name}: {leg['convergence']['why']}")
+    simulated_ns = len(schedule) * (protocol.samples * protocol.steps_per_sample + protocol.equilibration_steps) \
+        * protocol.timestep_fs * 1e-6  # fmt: skip
+    summary = {
+        "smiles": smiles, "temperature_K": protocol.temperature,
+        "dG_hydration_kt": value, "dG_hydration_error_kt": error,
+        "dG_hydration_kcal_per_mol": value * kt_kcal, "dG_hydration_error_kcal_per_mol": error * kt_kcal,
+        "dF_decouple_solvent_kt": fw.value_kt, "dF_decouple_vacuum_kt": fv.value_kt,
+        "states": [s.name for s in schedule.states], "samples_per_state": protocol.samples,
+        "simulated_ns_per_leg": simulated_ns,
+        "neighbour_overlaps": {"solvent": water["neighbour_overlaps"], "vacuum": gas["neighbour_overlaps"]},
+        "flags": flags, "protocol": dataclasses.asdict(protocol),
+    }  # fmt: skip
+    (folder / "summary.json").write_text(json.dumps(summary, indent=1))
+    return summary
