@@ -61,8 +61,7 @@ class PotentialModule(nn.Module):
         graph = AtomicGraph(positions=positions, atomic_numbers=species, batch=batch, cell=cell, pbc=pbc,
                             total_charge=total_charge, edge_index=edge_index, cell_shift=cell_shift)  # fmt: skip
         raw = pot.model(graph, species, edge_index, edge_vec)
-        energies = pot.energy_scale * raw + pot.energy_shift + pot.atomic_energies[species]
-        return scatter_sum(energies, batch, total_charge.shape[0])
+        return scatter_sum(pot.atom_energies(raw, species), batch, total_charge.shape[0])
 
     def example_inputs(self, atoms: Any) -> tuple[Tensor, ...]:
         """The inputs for ASE ``atoms`` (one or a list), neighbour list within the cutoff."""

@@ -26,7 +26,8 @@ from . import units
 from .dynamics import LOG_HEADER, MDResult, MDSettings, _write_json_atomic, md_result, read_run_state, run_in_frames
 
 
-def _topology(atoms: Atoms) -> Any:
+def topology(atoms: Atoms) -> Any:
+    """An OpenMM Topology for ASE ``atoms``: one residue per atom, the box if periodic."""
     from openmm import app, unit
 
     if atoms.pbc.any() and not atoms.pbc.all():
@@ -86,7 +87,7 @@ def run_openmm_md(
         from .potential_file import save_potential
 
         potential = save_potential(potential, trajectory.with_name(trajectory.name + ".potential"))
-    top = _topology(atoms)
+    top = topology(atoms)
     system = MLPotential("atomml", potential=str(potential)).createSystem(
         top, precision=precision, device=device, charge=float(atoms.info.get("charge", 0.0))
     )

@@ -104,6 +104,11 @@ class Potential(nn.Module):
             )
         return species
 
+    def atom_energies(self, raw: Tensor, species: Tensor) -> Tensor:
+        """Per-atom energies (eV) from the architecture's output: scale, shift, reference."""
+        dtype = raw.dtype
+        return self.energy_scale.to(dtype) * raw + self.energy_shift.to(dtype) + self.atomic_energies.to(dtype)[species]
+
     def forward(
         self,
         graph: AtomicGraph,
@@ -161,7 +166,7 @@ class Potential(nn.Module):
         edge_vec = _edge_vectors(positions, cell, graph.batch, edge_index, cell_shift)
         model_graph = graph.replace(positions=positions, cell=cell, edge_index=edge_index, cell_shift=cell_shift)
         raw = self.model(model_graph, species, edge_index, edge_vec)
-        energies = self.energy_scale.to(dtype) * raw + self.energy_shift.to(dtype) + self.atomic_energies.to(dtype)[species]
+        energies = self.atom_energies(raw, species)
         energy = scatter_sum(energies, graph.batch, num_graphs)
         out = {keys.ENERGY: energy, keys.ENERGIES: energies}
         if grad_inputs:

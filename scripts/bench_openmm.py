@@ -30,24 +30,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_schnet import atomml_source_state, water_box  # noqa: E402
 
-
-def topology_of(atoms):
-    from openmm import app, unit
-
-    top = app.Topology()
-    chain = top.addChain()
-    for z in atoms.numbers:
-        element = app.Element.getByAtomicNumber(int(z))
-        top.addAtom(element.symbol, element, top.addResidue("X", chain))
-    top.setPeriodicBoxVectors(atoms.cell.array * 0.1 * unit.nanometer)
-    return top
+TIMESTEP_FS = 0.5
 
 
 def time_openmm(system, atoms, steps: int, warmup: int) -> list[float]:
     import openmm
     from openmm import unit
 
-    integrator = openmm.VerletIntegrator(0.5 * unit.femtosecond)
+    integrator = openmm.VerletIntegrator(TIMESTEP_FS * unit.femtosecond)
     context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("CPU"), {"Threads": "2"})
     context.setPositions(atoms.positions * 0.1)
     context.setPeriodicBoxVectors(*(v * 0.1 for v in atoms.cell.array))
@@ -76,7 +66,9 @@ def main(argv=None) -> None:
     from openmmml import MLPotential
 
     import atomml
+    from atomml import units
     from atomml.models import create
+    from atomml.openmm_md import topology
 
     atoms = water_box(8)
     torch.manual_seed(0)
@@ -90,11 +82,11 @@ def main(argv=None) -> None:
     probe = atoms.copy()
     probe.calc = calc
     MaxwellBoltzmannDistribution(probe, temperature_K=300, rng=np.random.default_rng(1))
-    dyn = VelocityVerlet(probe, timestep=0.5 * ase.units.fs)
+    dyn = VelocityVerlet(probe, timestep=TIMESTEP_FS * ase.units.fs)
     dyn.run(args.warmup)
     model = []
     for _ in range(args.steps):
-        probe.positions += probe.get_velocities() * 0.5 * ase.units.fs
+        probe.positions += probe.get_velocities() * TIMESTEP_FS * ase.units.fs
         t0 = time.perf_counter()
         calc.calculate(probe, ["energy", "forces"])
         model.append(time.perf_counter() - t0)
@@ -103,7 +95,7 @@ def main(argv=None) -> None:
     md = atoms.copy()
     md.calc = atomml.AtomMLCalculator(str(path), dtype=torch.float32, skin=0.5)
     MaxwellBoltzmannDistribution(md, temperature_K=300, rng=np.random.default_rng(1))
-    dyn = VelocityVerlet(md, timestep=0.5 * ase.units.fs)
+    dyn = VelocityVerlet(md, timestep=TIMESTEP_FS * ase.units.fs)
     dyn.run(args.warmup)
     ase_steps = []
     for _ in range(args.steps):
@@ -112,7 +104,7 @@ def main(argv=None) -> None:
         ase_steps.append(time.perf_counter() - t0)
 
     # OpenMM with atomml's force, and with openmm-ml's generic ASE potential
-    top = topology_of(atoms)
+    top = topology(atoms)
     system = MLPotential("atomml", potential=str(path), precision="single").createSystem(top)
     # time spent in the model during the OpenMM steps themselves: the bridge overhead is the
     # rest of each step, measured in the same steps (immune to load changes between phases)
@@ -139,7 +131,7 @@ def main(argv=None) -> None:
         model_call_in_openmm_seconds=med(in_steps),
         bridge_overhead_seconds=med(overhead), bridge_overhead_fraction=med(overhead) / med(in_steps),
         openmm_vs_ase_speed=med(ase_steps) / med(ours), openmm_atomml_vs_openmm_ml_ase_speed=med(theirs) / med(ours),
-        ns_per_day={name: 0.5e-6 / med(t) * 86400 for name, t in
+        ns_per_day={name: TIMESTEP_FS * units.NS_PER_FS / med(t) * units.SECONDS_PER_DAY for name, t in
                     (("openmm_atomml", ours), ("ase", ase_steps), ("openmm_ml_ase", theirs))},
         all_seconds={"model": model, "openmm_atomml": ours, "model_in_openmm": in_steps, "ase": ase_steps,
                      "openmm_ml_ase": theirs},

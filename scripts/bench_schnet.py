@@ -445,12 +445,11 @@ def _make_call(peer: str, mode: str, atoms_list, neighbor_list: str):
     return call, int(inputs["_n_atoms"].sum()), int(inputs["_idx_i"].numel())
 
 
-def worker(args) -> dict:
-    torch.set_num_threads(args.threads)
-    atoms_list = build_system(args.system)
-    call, n_atoms, n_edges = _make_call(args.peer, args.mode, atoms_list, args.neighbor_list)
-    result = {"peer": args.peer, "system": args.system, "mode": args.mode, "n_atoms": n_atoms,
-              "n_structures": len(atoms_list), "n_edges_directed": n_edges, "threads": torch.get_num_threads()}
+def measure_call(call, args) -> dict:
+    """Warm-up calls, then the median time of ``args.repeats`` calls, or (``args.measure ==
+    "memory"``) the peak extra RSS of one call; with the last call's energy sum and largest
+    force (a check that the peers computed the same thing). Shared with bench_tensornet.py."""
+    result: dict = {}
     for _ in range(args.warmup):
         energy, forces = call()
     gc.collect()
@@ -473,10 +472,21 @@ def worker(args) -> dict:
     return result
 
 
-def run_worker(peer: str, system: str, mode: str, measure: str, args) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--peer", peer, "--system", system,
-           "--mode", mode, "--measure", measure, "--repeats", str(args.repeats), "--warmup", str(args.warmup),
-           "--threads", str(args.threads), "--neighbor-list", args.neighbor_list]
+def worker(args) -> dict:
+    torch.set_num_threads(args.threads)
+    atoms_list = build_system(args.system)
+    call, n_atoms, n_edges = _make_call(args.peer, args.mode, atoms_list, args.neighbor_list)
+    result = {"peer": args.peer, "system": args.system, "mode": args.mode, "n_atoms": n_atoms,
+              "n_structures": len(atoms_list), "n_edges_directed": n_edges, "threads": torch.get_num_threads()}
+    result.update(measure_call(call, args))
+    return result
+
+
+def spawn_worker(script: str | Path, worker_args: list[str], measure: str, args, label: dict) -> dict:
+    """Run ``script --worker ...`` in a fresh process (glibc returning freed memory for memory
+    runs) and return its JSON; ``label`` names the run in the progress line and in an error."""
+    cmd = [sys.executable, str(Path(script).resolve()), "--worker", *worker_args, "--measure", measure,
+           "--repeats", str(args.repeats), "--warmup", str(args.warmup), "--threads", str(args.threads)]
     env = dict(os.environ)
     if measure == "memory":
         env.update(MALLOC_ENV)
@@ -484,12 +494,17 @@ def run_worker(peer: str, system: str, mode: str, measure: str, args) -> dict:
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-4000:])
-        return {"error": f"worker exited with {proc.returncode}", "peer": peer, "system": system, "mode": mode}
+        return {"error": f"worker exited with {proc.returncode}", **label}
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    print(f"[bench] {peer:10s} {system:10s} {mode:5s} {measure:6s} "
+    print(f"[bench] {' '.join(f'{v:10s}' for v in label.values())} {measure:6s} "
           + (f"{out['seconds_median']:.3f} s" if measure == "time" else f"{out['extra_mib']:.0f} MiB")
           + f"  (subprocess {time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
     return out
+
+
+def run_worker(peer: str, system: str, mode: str, measure: str, args) -> dict:
+    worker_args = ["--peer", peer, "--system", system, "--mode", mode, "--neighbor-list", args.neighbor_list]
+    return spawn_worker(__file__, worker_args, measure, args, {"peer": peer, "system": system, "mode": mode})
 
 
 def atomml_source_state() -> dict:

@@ -23,13 +23,9 @@ call after the kernel's peak counter is reset, glibc returning freed memory to t
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
-import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -38,12 +34,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_schnet  # noqa: E402  (shared structures and measurement helpers)
 from bench_schnet import (  # noqa: E402
-    MALLOC_ENV,
     _pool,
-    _proc_status,
-    _reset_peak_rss,
-    atomml_source_state,
     _random_rotations,
+    atomml_source_state,
+    measure_call,
+    spawn_worker,
     wait_for_memory,
 )
 from bench_schnet import build_system as _build_system  # noqa: E402
@@ -137,45 +132,12 @@ def worker(args) -> dict:
     call, n_atoms = _make_call(args.peer, atoms_list)
     result = {"peer": args.peer, "system": args.system, "n_atoms": n_atoms, "n_structures": len(atoms_list),
               "threads": torch.get_num_threads()}  # fmt: skip
-    for _ in range(args.warmup):
-        energy, forces = call()
-    gc.collect()
-    if args.measure == "memory":
-        reset = _reset_peak_rss()
-        before = _proc_status()["VmRSS"]
-        energy, forces = call()
-        peak = _proc_status()["VmHWM"]
-        result.update(peak_reset=reset, rss_before_mib=before / 2**20, peak_rss_mib=peak / 2**20,
-                      extra_mib=(peak - before) / 2**20)  # fmt: skip
-    else:
-        times = []
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            energy, forces = call()
-            times.append(time.perf_counter() - t0)
-        result.update(seconds_median=statistics.median(times), seconds_min=min(times), seconds_all=times)
-    result["energy_sum"] = float(energy.sum())
-    result["forces_abs_max"] = float(forces.abs().max())
+    result.update(measure_call(call, args))
     return result
 
 
 def run_worker(peer: str, system: str, measure: str, args) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--peer", peer, "--system", system,
-           "--measure", measure, "--repeats", str(args.repeats), "--warmup", str(args.warmup),
-           "--threads", str(args.threads)]  # fmt: skip
-    env = dict(os.environ)
-    if measure == "memory":
-        env.update(MALLOC_ENV)
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr[-4000:])
-        return {"error": f"worker exited with {proc.returncode}", "peer": peer, "system": system}
-    out = json.loads(proc.stdout.strip().splitlines()[-1])
-    print(f"[bench] {peer:10s} {system:10s} {measure:6s} "
-          + (f"{out['seconds_median']:.3f} s" if measure == "time" else f"{out['extra_mib']:.0f} MiB")
-          + f"  (subprocess {time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)  # fmt: skip
-    return out
+    return spawn_worker(__file__, ["--peer", peer, "--system", system], measure, args, {"peer": peer, "system": system})
 
 
 def benchmark(args) -> dict:

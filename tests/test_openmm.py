@@ -9,6 +9,7 @@ import torch
 import atomml
 from atomml import testing, units
 from atomml.models import create
+from atomml.openmm_md import topology
 from atomml.resources import resource_folder
 
 openmm = pytest.importorskip("openmm")
@@ -17,19 +18,6 @@ from openmm import app, unit  # noqa: E402
 from openmmml import MLPotential  # noqa: E402
 
 KJ_PER_MOL_NM = units.EV_TO_KJ_PER_MOL * units.NM_TO_ANGSTROM  # per eV/Å
-
-
-def topology_of(atoms):
-    """An OpenMM Topology with one residue per atom; periodic box from a periodic cell."""
-    top = app.Topology()
-    chain = top.addChain()
-    for z in atoms.numbers:
-        residue = top.addResidue("X", chain)
-        element = app.Element.getByAtomicNumber(int(z))
-        top.addAtom(element.symbol, element, residue)
-    if atoms.pbc.all():
-        top.setPeriodicBoxVectors(atoms.cell.array * 0.1 * unit.nanometer)
-    return top
 
 
 def openmm_energy_forces(system, atoms, groups=-1, parameters=None):
@@ -79,7 +67,7 @@ def test_whole_periodic_system_matches_ase():
 
     atoms = ase.io.read(resource_folder("md") / "structures" / "cu_fcc_108.extxyz")
     atoms.rattle(0.05, seed=1)
-    system = MLPotential("atomml", potential="schnet-cu-emt-demo", precision="double").createSystem(topology_of(atoms))
+    system = MLPotential("atomml", potential="schnet-cu-emt-demo", precision="double").createSystem(topology(atoms))
     assert_same(openmm_energy_forces(system, atoms), ase_energy_forces(atomml.load_potential("schnet-cu-emt-demo"), atoms))
 
 
@@ -88,7 +76,7 @@ def test_molecule_with_charge_matches_ase(organic):
     atoms = testing.random_molecule([1, 6, 8], 15, seed=4)
     atoms.info["charge"] = -1
     mlp = MLPotential("atomml", potential=str(path))
-    system = mlp.createSystem(topology_of(atoms), precision="double", charge=-1)
+    system = mlp.createSystem(topology(atoms), precision="double", charge=-1)
     assert_same(openmm_energy_forces(system, atoms), ase_energy_forces(potential, atoms))
 
 
@@ -163,7 +151,7 @@ def test_nve_energy_conserved_over_2000_steps():
     import ase.io
 
     atoms = ase.io.read(resource_folder("md") / "structures" / "cu_fcc_108.extxyz")
-    system = MLPotential("atomml", potential="schnet-cu-emt-demo", precision="double").createSystem(topology_of(atoms))
+    system = MLPotential("atomml", potential="schnet-cu-emt-demo", precision="double").createSystem(topology(atoms))
     integrator = openmm.VerletIntegrator(1.0 * unit.femtosecond)
     context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName("Reference"))
     context.setPositions(atoms.positions * 0.1)

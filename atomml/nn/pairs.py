@@ -9,9 +9,10 @@ dominate the run time of SchNet- and TensorNet-like models, and the memory autog
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
-
 
 
 def half_edges(edge_index: Tensor, cell_shift: Tensor) -> Tensor:
@@ -30,9 +31,9 @@ def half_edges(edge_index: Tensor, cell_shift: Tensor) -> Tensor:
 CHUNK_BYTES = 2**21
 
 
-def _chunk(like: Tensor) -> int:
-    row = like[0].numel() * like.element_size() if like.shape[0] else 1
-    return max(64, CHUNK_BYTES // max(row, 1))
+def _chunk(row_elements: int, element_size: int, minimum: int = 64) -> int:
+    """Pairs per chunk when each pair gathers ``row_elements`` values of ``element_size`` bytes."""
+    return max(minimum, CHUNK_BYTES // max(row_elements * element_size, 1))
 
 
 def pair_list(edge_index: Tensor, edge_vec: Tensor, cell_shift: Tensor) -> tuple[Tensor, Tensor, Tensor, bool]:
@@ -100,7 +101,7 @@ class PairConvolution(torch.autograd.Function):
         ctx.sizes = sizes
         hg, fg, groups = _as_groups(h, filt, sizes)
         out = torch.zeros_like(hg)
-        step = _chunk(hg)
+        step = _chunk(math.prod(hg.shape[1:]), hg.element_size())
         buffer = hg.new_empty((min(step, i.shape[0]),) + hg.shape[1:])
         for c in _chunks(i.shape[0], step):
             ic, jc = i[c], j[c]
@@ -132,7 +133,7 @@ class PairConvolution(torch.autograd.Function):
             grad_h = torch.zeros_like(hg) if need_h else None
             grad_filt = torch.empty_like(fg) if need_filt else None
             grad_envelope = torch.empty_like(envelope) if need_env else None
-            step = _chunk(hg)
+            step = _chunk(math.prod(hg.shape[1:]), hg.element_size())
             b1, b2, b3, b4 = (hg.new_empty((min(step, i.shape[0]),) + hg.shape[1:]) for _ in range(4))
             for c in _chunks(i.shape[0], step):
                 ic, jc, env = i[c], j[c], envelope[c].view(-1, 1, 1)
@@ -184,7 +185,7 @@ class DirectionalPairSum(torch.autograd.Function):
         ctx.sizes, ctx.signs = sizes, signs
         out = p.new_zeros((p.shape[0], sum(sizes), p.shape[1]))
         sign = torch.tensor(signs, device=w.device, dtype=w.dtype).view(1, -1, 1)
-        step = _directional_chunk(p, sizes)
+        step = _chunk(sum(sizes) * p.shape[1], p.element_size(), minimum=16)
         buffer = p.new_empty((min(step, i.shape[0]), sum(sizes), p.shape[1]))
         for c in _chunks(i.shape[0], step):
             ic, jc = i[c], j[c]
@@ -203,7 +204,7 @@ class DirectionalPairSum(torch.autograd.Function):
         grad_out = grad_out.contiguous()
         grad_p, grad_q = torch.zeros_like(p), torch.zeros_like(q)
         grad_w_parts, grad_g_parts = [], []  # kept as lists: this backward may be differentiated
-        step = _directional_chunk(p, sizes)
+        step = _chunk(sum(sizes) * p.shape[1], p.element_size(), minimum=16)
         # reused gather buffers, unless this backward is itself being differentiated
         reuse = not torch.is_grad_enabled() and not grad_out.requires_grad
         buf_i, buf_j = (grad_out.new_empty((min(step, i.shape[0]),) + grad_out.shape[1:]) if reuse else None for _ in range(2))
@@ -225,10 +226,6 @@ class DirectionalPairSum(torch.autograd.Function):
         grad_w = torch.cat(grad_w_parts) if grad_w_parts else torch.zeros_like(w)
         grad_g = torch.cat(grad_g_parts) if grad_g_parts else torch.zeros_like(g)
         return grad_p, grad_q, grad_w, grad_g, None, None, None, None
-
-
-def _directional_chunk(p: Tensor, sizes: tuple[int, ...]) -> int:
-    return max(16, CHUNK_BYTES // max(1, sum(sizes) * p.shape[1] * p.element_size()))
 
 
 def _by_group(g: Tensor, wz: Tensor, sizes: tuple[int, ...], buffer: Tensor | None = None) -> Tensor:
