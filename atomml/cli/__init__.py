@@ -49,6 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     hyd.add_argument("--no-progress", action="store_true")
     hyd.set_defaults(func=commands.fe_hydration)
 
+    tr = sub.add_parser("train", help="train a potential from a YAML config (resumes from its checkpoint)")
+    tr.add_argument("config", help="YAML training config (see potentials/*.yaml)")
+    tr.add_argument("--output", "-o", default=None, help="output folder (default: run.output of the config)")
+    tr.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget (overrides the config)")
+    tr.add_argument("--max-steps", type=int, default=None, help="step limit (overrides the config)")
+    tr.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    tr.add_argument("--no-progress", action="store_true")
+    tr.set_defaults(func=commands.train)
+
     demo = sub.add_parser("demo", help="the main job: a short MD run with a shipped potential")
     demo.add_argument("--steps", type=int, default=2000)
     demo.add_argument("--output", default="runs/demo", help="folder for the trajectory and log")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,26 @@ def fe_hydration(args: argparse.Namespace) -> int:
     protocol = HydrationProtocol.from_yaml(args.protocol) if args.protocol else default_protocol()
     summary = hydration_free_energy(args.smiles, args.output, protocol, progress=not args.no_progress)
     print(json.dumps({k: v for k, v in summary.items() if k != "protocol"}, indent=1))
+    return 0
+
+
+def train(args: argparse.Namespace) -> int:
+    """Train (or resume training) from a YAML config; prints the final report as JSON."""
+    from ..training import TrainConfig, train as run_training
+
+    config = TrainConfig.from_yaml(args.config)
+    overrides = {
+        key: value
+        for key, value in {
+            "output": args.output, "max_minutes": args.max_minutes, "max_steps": args.max_steps, "threads": args.threads,
+        }.items()
+        if value is not None
+    }
+    if args.no_progress:
+        overrides["progress"] = False
+    report = run_training(config, **overrides)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, one report
+        print(json.dumps(report, indent=1))
     return 0
 
 

@@ -1,0 +1,117 @@
+"""Test errors of a potential on a labelled dataset, and parity plots.
+
+Errors are reported the way the field compares potentials: energy MAE/RMSE per atom
+(meV/atom), force component MAE/RMSE (meV/Å), stress component MAE (meV/Å³). Structures
+without a label for a quantity are left out of that quantity's error.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .. import keys
+from ..data import Dataset
+from ..potential import Potential
+
+
+def predict(
+    potential: Potential,
+    dataset: Dataset,
+    batch_size: int = 32,
+    indices: np.ndarray | None = None,
+    stress: bool | None = None,
+) -> dict[str, np.ndarray]:
+    """Energies (B,), forces (N, 3) and, where the cells allow it, stress (B, 6) predicted for
+    the structures ``indices`` (default: all), in the dataset's order."""
+    idx = np.arange(len(dataset)) if indices is None else np.asarray(indices)
+    energy, forces, stresses = [], [], []
+    for start in range(0, len(idx), batch_size):
+        chunk = idx[start : start + batch_size]
+        graph, labels = dataset.batch(chunk, dtype=potential.dtype)
+        want_stress = wants_stress(graph.cell, labels["stress"]) if stress is None else stress
+        with torch.enable_grad():
+            out = potential(graph.to(device=_device(potential)), compute_forces=True, compute_stress=want_stress)
+        energy.append(out[keys.ENERGY].detach().cpu().double().numpy())
+        forces.append(out[keys.FORCES].detach().cpu().double().numpy())
+        s = out[keys.STRESS].detach().cpu().double().numpy() if want_stress else np.full((len(chunk), 6), np.nan)
+        stresses.append(s)
+    return {"energy": np.concatenate(energy), "forces": np.concatenate(forces), "stress": np.concatenate(stresses)}
+
+
+def wants_stress(cell: torch.Tensor, stress_labels: torch.Tensor) -> bool:
+    """Stress is computed for a batch when some structure has a stress label and every cell
+    has a volume (molecules have none)."""
+    if not bool(torch.isfinite(stress_labels).all(dim=1).any()):
+        return False
+    return bool((torch.linalg.det(cell.double()).abs() > 1e-9).all())
+
+
+def errors(dataset: Dataset, prediction: dict[str, np.ndarray], indices: np.ndarray | None = None) -> dict[str, Any]:
+    """Error summary of ``prediction`` (from :func:`predict` on the same ``indices``)."""
+    reference = dataset if indices is None else dataset.subset(indices)
+    n = reference.num_atoms
+    out: dict[str, Any] = {"structures": len(reference), "atoms": int(n.sum())}
+    e_ok = np.isfinite(reference.energy)
+    if e_ok.any():
+        d = (prediction["energy"][e_ok] - np.asarray(reference.energy)[e_ok]) / n[e_ok]
+        out["energy_mae_meV_per_atom"] = 1000 * float(np.abs(d).mean())
+        out["energy_rmse_meV_per_atom"] = 1000 * float(np.sqrt((d**2).mean()))
+    f_ok = np.isfinite(np.asarray(reference.forces)).all(axis=1)
+    if f_ok.any():
+        d = prediction["forces"][f_ok] - np.asarray(reference.forces)[f_ok]
+        out["force_mae_meV_per_A"] = 1000 * float(np.abs(d).mean())
+        out["force_rmse_meV_per_A"] = 1000 * float(np.sqrt((d**2).mean()))
+        out["force_reference_mean_abs_meV_per_A"] = 1000 * float(np.abs(np.asarray(reference.forces)[f_ok]).mean())
+    s_ok = np.isfinite(np.asarray(reference.stress)).all(axis=1) & np.isfinite(prediction["stress"]).all(axis=1)
+    if s_ok.any():
+        d = prediction["stress"][s_ok] - np.asarray(reference.stress)[s_ok]
+        out["stress_mae_meV_per_A3"] = 1000 * float(np.abs(d).mean())
+        out["stress_structures"] = int(s_ok.sum())
+    return out
+
+
+def evaluate(potential: Potential, dataset: Dataset, batch_size: int = 32) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Errors of ``potential`` on all of ``dataset`` and the predictions behind them."""
+    prediction = predict(potential, dataset, batch_size)
+    return errors(dataset, prediction), prediction
+
+
+def parity_plot(dataset: Dataset, prediction: dict[str, np.ndarray], path: str | os.PathLike[str], title: str = "") -> Path:
+    """PNG with predicted vs reference energy per atom, force components and (if labelled) stress."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = dataset.num_atoms
+    panels = [("energy per atom (eV)", np.asarray(dataset.energy) / n, prediction["energy"] / n)]
+    panels.append(("force component (eV/Å)", np.asarray(dataset.forces).ravel(), prediction["forces"].ravel()))
+    if np.isfinite(prediction["stress"]).any() and np.isfinite(np.asarray(dataset.stress)).any():
+        panels.append(("stress component (eV/Å³)", np.asarray(dataset.stress).ravel(), prediction["stress"].ravel()))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4))
+    for ax, (label, ref, pred) in zip(np.atleast_1d(axes), panels):
+        ok = np.isfinite(ref) & np.isfinite(pred)
+        ref, pred = ref[ok], pred[ok]
+        ax.scatter(ref, pred, s=3, alpha=0.4, rasterized=True)
+        lo, hi = float(min(ref.min(), pred.min())), float(max(ref.max(), pred.max()))
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        ax.set_xlabel(f"reference {label}")
+        ax.set_ylabel(f"predicted {label}")
+        ax.set_title(f"MAE {np.abs(pred - ref).mean():.3g}")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _device(module: torch.nn.Module) -> torch.device:
+    return next(iter(module.buffers())).device

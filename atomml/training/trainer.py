@@ -1,0 +1,516 @@
+"""Fitting a potential to energies, forces and stress: :func:`train` and :class:`Trainer`.
+
+What a run does:
+- reads the data (cached arrays), splits it by structure or by group (molecule, composition),
+  fits per-element reference energies by least squares on the training part and sets the
+  energy scale to the RMS force, so the network starts from sensible magnitudes;
+- minimises a weighted loss, per global batch G,
+  ``w_E mean_b((ΔE_b/n_b)²) + w_F mean_i,α(ΔF_iα²) + w_σ mean_b,k(Δσ_bk²)``,
+  with AdamW, linear warm-up, a plateau / cosine / constant schedule, gradient clipping and an
+  exponential moving average (EMA) of the weights, which is what is validated and saved;
+- validates every ``valid_every`` steps (or each epoch), stops early after
+  ``early_stopping_patience`` validations without improvement, or at a step / epoch /
+  wall-clock limit;
+- checkpoints every ``checkpoint_every`` steps, at each validation and when it stops (also on
+  SIGTERM / Ctrl-C, after finishing the step in progress). A checkpoint holds weights, EMA,
+  optimiser, schedule, the position in the epoch and the RNG state, and the batch order of an
+  epoch is a pure function of (seed, epoch), so a resumed run takes exactly the steps the
+  uninterrupted run would have taken: none lost, none repeated;
+- writes the best potential (``<output>/<name>.safetensors``), test errors
+  (``metrics.json``), a per-validation log (``log.csv``) and parity plots (``parity_*.png``).
+
+Several processes (``torchrun --nproc-per-node K atomml train ...``) train one model with
+:class:`torch.nn.parallel.DistributedDataParallel` (gloo on CPU, NCCL on GPUs). Each global
+batch is cut into K strided shards; each rank's loss is normalised by the *global* batch's
+counts (and multiplied by K, undoing DDP's gradient average), so K processes take the same
+steps as one process with the same global batch.
+
+Checkpoints are plain tensors and numbers loaded with ``torch.load(weights_only=True)``:
+loading one never executes code.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import math
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .. import keys
+from ..data import Dataset, group_split, load_dataset, random_split, reference_energies
+from ..data.dataset import atom_indices
+from ..potential import Potential
+from ..potential_file import save_potential
+from .config import TrainConfig
+from .metrics import errors, parity_plot, predict, wants_stress
+
+CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_VERSION = 1
+
+
+class Trainer:
+    """One training run as configured by ``config`` (see :mod:`atomml.training.config`).
+
+    ``train_data``/``valid_data``/``test_data`` override the files named in the config (for
+    the Python API and tests). ``on_step(trainer)`` is called after every optimiser step.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        train_data: Dataset | None = None,
+        valid_data: Dataset | None = None,
+        test_data: dict[str, Dataset] | None = None,
+        on_step: Callable[[Trainer], None] | None = None,
+    ):
+        self.config = config
+        self.on_step = on_step
+        self.dtype = getattr(torch, config.dtype)
+        self.device = torch.device(config.device)
+        self.output = Path(config.output)
+        self.rank, self.world = _distributed_rank_world()
+        if config.batch_size < self.world:
+            raise ValueError(f"batch_size {config.batch_size} is smaller than the number of processes {self.world}")
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        self.train_data, self.valid_data, self.test_data = self._data(train_data, valid_data, test_data)
+        self.potential = self._build()
+        self.ema = copy.deepcopy(self.potential) if config.ema_decay > 0 else self.potential
+        for p in self.ema.parameters():
+            p.requires_grad_(config.ema_decay <= 0)
+        self.model: torch.nn.Module = self.potential
+        if self.world > 1:
+            self.model = torch.nn.parallel.DistributedDataParallel(self.potential)
+        self.optimizer = torch.optim.AdamW(self.potential.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            self.optimizer, factor=config.plateau_factor, patience=config.plateau_patience, min_lr=config.min_lr
+        )
+        self.state: dict[str, Any] = {
+            "step": 0, "epoch": 0, "position": 0, "best_valid": math.inf, "best_step": -1,
+            "bad_validations": 0, "seconds": 0.0, "stopped": "", "history": [],
+        }
+        self.best_state: dict[str, Tensor] | None = None
+        self._stop_requested = False
+        self._resumed = self._load_checkpoint()
+
+    # -- set-up -------------------------------------------------------------------------------
+    def _data(
+        self, train: Dataset | None, valid: Dataset | None, tests: dict[str, Dataset] | None
+    ) -> tuple[Dataset, Dataset, dict[str, Dataset]]:
+        c = self.config
+        if train is None:
+            if not c.train:
+                raise ValueError("no training data: set data.train in the config")
+            train = load_dataset(c.train, cache=c.cache)
+        tests = dict(tests or {})
+        if valid is None and c.valid:
+            valid = load_dataset(c.valid, cache=c.cache)
+        if valid is None:
+            fractions = [1.0 - c.valid_fraction - c.test_fraction, c.valid_fraction, c.test_fraction]
+            if c.split_by == "structure":
+                parts = random_split(len(train), fractions, c.split_seed)
+            else:
+                parts = group_split(train.group_keys(c.split_by), fractions, c.split_seed)
+            train, valid, test = (train.subset(p) for p in parts)
+            if len(test):
+                tests.setdefault(f"test_split_by_{c.split_by}", test)
+        for name, path in c.test_sets.items():
+            tests.setdefault(name, load_dataset(path, cache=c.cache))
+        if len(train) == 0 or len(valid) == 0:
+            raise ValueError(f"empty split: {len(train)} training and {len(valid)} validation structures")
+        return train, valid, tests
+
+    def _build(self) -> Potential:
+        from ..models import create
+
+        c = self.config
+        torch.manual_seed(c.seed)
+        hyper = dict(c.hyperparameters)
+        elements = [int(z) for z in hyper.pop("elements", None) or self.train_data.elements]
+        for name, data in [("validation", self.valid_data), *self.test_data.items()]:
+            extra = sorted(set(data.elements) - set(elements))
+            if extra:
+                raise ValueError(f"{name} data has elements Z={extra} that the training data lacks")
+        forces = np.asarray(self.train_data.forces)
+        scale = float(np.sqrt(np.nanmean(forces**2))) if np.isfinite(forces).any() else 1.0
+        potential = create(
+            c.architecture,
+            elements=elements,
+            atomic_energies=reference_energies(self.train_data, elements),
+            energy_scale=scale,
+            metadata={"name": c.name, "description": c.description},
+            **hyper,
+        )
+        return potential.to(device=self.device, dtype=self.dtype)
+
+    # -- the loop -----------------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        """Train until a stopping rule fires; returns the final report (also in metrics.json)."""
+        c = self.config
+        if self.state["stopped"] in ("early_stopping", "max_epochs"):
+            return self.finish()
+        self._install_signal_handlers()
+        n = len(self.train_data)
+        started = time.perf_counter() - self.state["seconds"]
+        bar = self._progress_bar()
+        try:
+            while not self._limit_reached(started):
+                batches = self._epoch_batches(self.state["epoch"], n)
+                for position in range(self.state["position"], len(batches)):
+                    loss = self._step(batches[position])
+                    self.state["step"] += 1
+                    self.state["position"] = position + 1
+                    self.state["seconds"] = time.perf_counter() - started
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(loss=f"{loss:.4g}", lr=f"{self.optimizer.param_groups[0]['lr']:.2g}", epoch=self.state["epoch"])
+                    if self.on_step is not None:
+                        self.on_step(self)
+                    if c.valid_every and self.state["step"] % c.valid_every == 0:
+                        self._validate()
+                    elif self.state["step"] % c.checkpoint_every == 0:
+                        self._save_checkpoint()
+                    if self._limit_reached(started):
+                        break
+                else:
+                    self.state["epoch"] += 1
+                    self.state["position"] = 0
+                    if not c.valid_every:
+                        self._validate()
+        finally:
+            if bar is not None:
+                bar.close()
+            self._restore_signal_handlers()
+        self._save_checkpoint()
+        return self.finish()
+
+    def _limit_reached(self, started: float) -> bool:
+        c, s = self.config, self.state
+        reason = ""
+        if self._stop_requested:
+            reason = "interrupted"
+        elif s["stopped"] == "early_stopping":
+            reason = "early_stopping"
+        elif c.max_steps is not None and s["step"] >= c.max_steps:
+            reason = "max_steps"
+        elif s["epoch"] >= c.max_epochs:
+            reason = "max_epochs"
+        elif c.max_minutes is not None and time.perf_counter() - started >= 60 * c.max_minutes:
+            reason = "max_minutes"
+        if self.world > 1 and reason in ("interrupted", "max_minutes"):
+            # Every rank must stop after the same step; rank 0's clock decides.
+            flag = torch.tensor([1 if reason else 0])
+            torch.distributed.broadcast(flag, 0)
+            reason = reason if bool(flag) else ""
+        if reason:
+            s["stopped"] = reason
+        return bool(reason)
+
+    def _epoch_batches(self, epoch: int, n: int) -> list[np.ndarray]:
+        generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
+        order = torch.randperm(n, generator=generator).numpy()
+        b = self.config.batch_size
+        batches = [order[k : k + b] for k in range(0, n, b)]
+        return [x for x in batches if len(x) >= self.world]
+
+    def _step(self, global_batch: np.ndarray) -> float:
+        c = self.config
+        self.potential.train()
+        local = global_batch[self.rank :: self.world]
+        counts = _global_counts(self.train_data, global_batch)
+        graph, labels = self.train_data.batch(local, dtype=self.dtype)
+        graph = graph.to(device=self.device)
+        labels = {k: v.to(self.device) for k, v in labels.items()}
+        compute_stress = c.stress_weight > 0 and wants_stress(graph.cell, labels["stress"])
+        out = self.model(graph, compute_forces=c.forces_weight > 0, compute_stress=compute_stress, create_graph=True)
+        loss = self.world * _loss(out, labels, counts, c, compute_stress)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if c.clip_grad_norm:
+            torch.nn.utils.clip_grad_norm_(self.potential.parameters(), c.clip_grad_norm)
+        if c.warmup_steps and self.state["step"] < c.warmup_steps:
+            for group in self.optimizer.param_groups:
+                group["lr"] = c.lr * (self.state["step"] + 1) / c.warmup_steps
+        elif c.scheduler == "cosine":
+            assert c.max_steps is not None
+            t = (self.state["step"] - c.warmup_steps) / max(1, c.max_steps - c.warmup_steps)
+            for group in self.optimizer.param_groups:
+                group["lr"] = c.min_lr + 0.5 * (c.lr - c.min_lr) * (1 + math.cos(math.pi * min(t, 1.0)))
+        elif c.warmup_steps and self.state["step"] == c.warmup_steps:
+            for group in self.optimizer.param_groups:
+                group["lr"] = c.lr
+        self.optimizer.step()
+        self._update_ema()
+        value = loss.detach() / self.world
+        if self.world > 1:
+            torch.distributed.all_reduce(value)
+        return float(value)
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        d = self.config.ema_decay
+        if d <= 0:
+            return
+        # Ramp the decay up at the start (as in TensorFlow's EMA), so early weights fade fast.
+        decay = min(d, (1 + self.state["step"]) / (10 + self.state["step"]))
+        for ema, p in zip(self.ema.parameters(), self.potential.parameters()):
+            ema.lerp_(p.detach(), 1 - decay)
+
+    def _validate(self) -> None:
+        c, s = self.config, self.state
+        metrics = self._sharded_errors(self.valid_data)
+        score = c.energy_weight * (metrics["energy_rmse_meV_per_atom"] / 1000) ** 2
+        if c.forces_weight > 0 and "force_rmse_meV_per_A" in metrics:
+            score += c.forces_weight * (metrics["force_rmse_meV_per_A"] / 1000) ** 2
+        if c.stress_weight > 0 and "stress_rmse_meV_per_A3" in metrics:
+            score += c.stress_weight * (metrics["stress_rmse_meV_per_A3"] / 1000) ** 2
+        if c.scheduler == "plateau" and s["step"] >= c.warmup_steps:
+            self.plateau.step(score)
+        improved = score < s["best_valid"]
+        if improved:
+            s["best_valid"], s["best_step"], s["bad_validations"] = score, s["step"], 0
+            self.best_state = {k: v.detach().clone() for k, v in self.ema.state_dict().items()}
+        else:
+            s["bad_validations"] += 1
+            if c.early_stopping_patience is not None and s["bad_validations"] >= c.early_stopping_patience:
+                s["stopped"] = "early_stopping"
+        row = {"step": s["step"], "epoch": s["epoch"], "seconds": round(s["seconds"], 1), "lr": self.optimizer.param_groups[0]["lr"],
+               "valid_loss": score, **{k: v for k, v in metrics.items() if k.endswith(("mae_meV_per_atom", "_meV_per_A", "_meV_per_A3"))}}
+        s["history"].append(row)
+        if self.rank == 0:
+            self._write_log()
+        self._save_checkpoint()
+
+    def _sharded_errors(self, data: Dataset) -> dict[str, float]:
+        """Validation errors, each rank predicting a strided shard; sums are all-reduced."""
+        self.ema.eval()
+        idx = np.arange(self.rank, len(data), self.world)
+        prediction = predict(self.ema, data, batch_size=max(self.config.batch_size, 16), indices=idx)
+        ref = data.subset(idx)
+        n = ref.num_atoms
+        de = (prediction["energy"] - np.asarray(ref.energy)) / n
+        df = prediction["forces"] - np.asarray(ref.forces)
+        ds = prediction["stress"] - np.asarray(ref.stress)
+        e_ok, f_ok, s_ok = np.isfinite(de), np.isfinite(df), np.isfinite(ds)
+        sums = torch.tensor(
+            [np.abs(de[e_ok]).sum(), (de[e_ok] ** 2).sum(), e_ok.sum(), np.abs(df[f_ok]).sum(), (df[f_ok] ** 2).sum(), f_ok.sum(),
+             np.abs(ds[s_ok]).sum(), (ds[s_ok] ** 2).sum(), s_ok.sum()], dtype=torch.float64,
+        )
+        if self.world > 1:
+            torch.distributed.all_reduce(sums)
+        a = sums.tolist()
+        out = {"energy_mae_meV_per_atom": 1000 * a[0] / max(a[2], 1), "energy_rmse_meV_per_atom": 1000 * math.sqrt(a[1] / max(a[2], 1))}
+        if a[5]:
+            out |= {"force_mae_meV_per_A": 1000 * a[3] / a[5], "force_rmse_meV_per_A": 1000 * math.sqrt(a[4] / a[5])}
+        if a[8]:
+            out |= {"stress_mae_meV_per_A3": 1000 * a[6] / a[8], "stress_rmse_meV_per_A3": 1000 * math.sqrt(a[7] / a[8])}
+        return out
+
+    # -- results ------------------------------------------------------------------------------
+    def best_potential(self) -> Potential:
+        """The EMA weights at the best validation (the last ones if never validated)."""
+        potential = copy.deepcopy(self.ema)
+        if self.best_state is not None:
+            potential.load_state_dict(self.best_state)
+        potential.eval()
+        for p in potential.parameters():
+            p.requires_grad_(False)
+        return potential
+
+    def finish(self) -> dict[str, Any]:
+        """Save the best potential, test errors, plots; returns the report (rank 0 writes)."""
+        c = self.config
+        potential = self.best_potential()
+        report: dict[str, Any] = {
+            "name": c.name, "stopped": self.state["stopped"], "steps": self.state["step"], "epochs": self.state["epoch"],
+            "best_step": self.state["best_step"], "train_seconds": round(self.state["seconds"], 1),
+            "train_structures": len(self.train_data), "valid_structures": len(self.valid_data),
+            "processes": self.world, "parameters": sum(p.numel() for p in potential.parameters()), "test": {},
+        }
+        if self.rank != 0:
+            return report
+        self.output.mkdir(parents=True, exist_ok=True)
+        for name, data in [("valid", self.valid_data), *self.test_data.items()]:
+            prediction = predict(potential, data, batch_size=max(c.batch_size, 16))
+            report["test"][name] = errors(data, prediction)
+            if c.report_by:
+                groups = np.array([str(entry.get(c.report_by, "")) for entry in data.info])
+                report["test"][name]["by_" + c.report_by] = {
+                    g: errors(data, {k: v[_rows(data, groups == g, k)] for k, v in prediction.items()}, np.nonzero(groups == g)[0])
+                    for g in sorted(set(groups))
+                }
+            parity_plot(data, prediction, self.output / f"parity_{name}.png", title=f"{c.name}: {name}")
+        potential.metadata.update(
+            {
+                "training": {k: v for k, v in report.items() if k != "test"},
+                "test_metrics": report["test"],
+                "training_config": {k: v for k, v in c.to_dict().items() if k not in ("progress", "threads", "device")},
+            }
+        )
+        report["potential"] = str(save_potential(potential.to(device="cpu"), self.output / f"{c.name}.safetensors"))
+        _write_json(self.output / "metrics.json", report)
+        return report
+
+    # -- checkpoints --------------------------------------------------------------------------
+    def _save_checkpoint(self) -> None:
+        if self.rank != 0:
+            return
+        self.output.mkdir(parents=True, exist_ok=True)
+        data = {
+            "version": CHECKPOINT_VERSION,
+            "fingerprint": self.config.fingerprint(),
+            "model": self.potential.state_dict(),
+            "ema": self.ema.state_dict(),
+            "best": self.best_state or {},
+            "optimizer": self.optimizer.state_dict(),
+            "plateau": self.plateau.state_dict(),
+            "state": json.dumps(self.state),
+            "rng": torch.get_rng_state(),
+        }
+        tmp = self.output / (CHECKPOINT + ".tmp")
+        torch.save(data, tmp)
+        os.replace(tmp, self.output / CHECKPOINT)  # a kill mid-write leaves the previous one
+
+    def _load_checkpoint(self) -> bool:
+        path = self.output / CHECKPOINT
+        if not path.exists():
+            return False
+        try:
+            data = torch.load(path, weights_only=True, map_location=self.device)
+        except Exception as error:  # noqa: BLE001 - any unreadable file gets the same advice
+            raise RuntimeError(f"{path} is damaged or not an atomml checkpoint ({error}); delete it to start afresh") from None
+        if data.get("version") != CHECKPOINT_VERSION:
+            raise RuntimeError(f"{path}: checkpoint version {data.get('version')} is not {CHECKPOINT_VERSION}")
+        if data["fingerprint"] != self.config.fingerprint():
+            raise RuntimeError(
+                f"{path} was written by a run with a different configuration (model, data, loss or optimiser); "
+                "use another output folder, or delete the checkpoint to start afresh"
+            )
+        self.potential.load_state_dict(data["model"])
+        self.ema.load_state_dict(data["ema"])
+        self.best_state = data["best"] or None
+        self.optimizer.load_state_dict(data["optimizer"])
+        self.plateau.load_state_dict(data["plateau"])
+        self.state = json.loads(data["state"])
+        if self.state["stopped"] in ("interrupted", "max_steps", "max_minutes"):
+            self.state["stopped"] = ""  # a limit of the previous invocation, not of this one
+        torch.set_rng_state(data["rng"].cpu())
+        return True
+
+    def _write_log(self) -> None:
+        rows = self.state["history"]
+        fields = sorted({k for row in rows for k in row}, key=lambda k: list(rows[-1]).index(k) if k in rows[-1] else 99)
+        self.output.mkdir(parents=True, exist_ok=True)
+        tmp = self.output / "log.csv.tmp"
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, self.output / "log.csv")
+
+    # -- interruption and progress ------------------------------------------------------------
+    def _install_signal_handlers(self) -> None:
+        self._previous_handlers = {}
+        if self.world > 1 or not _main_thread():
+            return
+
+        def request_stop(signum: int, frame: Any) -> None:
+            if self._stop_requested:  # a second Ctrl-C stops at once
+                raise KeyboardInterrupt
+            self._stop_requested = True
+            print("\n[atomml train] stopping after this step; a checkpoint will be written (Ctrl-C again to abort)", flush=True)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous_handlers[sig] = signal.signal(sig, request_stop)
+
+    def _restore_signal_handlers(self) -> None:
+        for sig, handler in getattr(self, "_previous_handlers", {}).items():
+            signal.signal(sig, handler)
+
+    def _progress_bar(self) -> Any:
+        if not self.config.progress or self.rank != 0:
+            return None
+        from tqdm import tqdm
+
+        total = self.config.max_steps or None
+        return tqdm(total=total, initial=self.state["step"], desc=f"train {self.config.name}", unit="step", dynamic_ncols=True)
+
+
+def train(config: TrainConfig | str | os.PathLike[str], **overrides: Any) -> dict[str, Any]:
+    """Train from a config (object or YAML path), with field overrides; returns the report.
+
+    Under ``torchrun`` the process group is set up here (gloo on CPU, NCCL on CUDA).
+    """
+    if not isinstance(config, TrainConfig):
+        config = TrainConfig.from_yaml(config)
+    if overrides:
+        config = TrainConfig(**{**config.to_dict(), **overrides})
+    started_group = False
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend="nccl" if config.device.startswith("cuda") else "gloo")
+        started_group = True
+    try:
+        return Trainer(config).fit()
+    finally:
+        if started_group:
+            torch.distributed.destroy_process_group()
+
+
+def _loss(out: dict[str, Tensor], labels: dict[str, Tensor], counts: dict[str, int], c: TrainConfig, stress: bool) -> Tensor:
+    """The local part of the global batch's loss (sums divided by the global counts)."""
+    loss = out[keys.ENERGY].new_zeros(())
+    e_ok = torch.isfinite(labels["energy"])
+    if c.energy_weight > 0 and counts["energy"]:
+        d = (out[keys.ENERGY] - labels["energy"].nan_to_num()) / labels["num_atoms"].to(out[keys.ENERGY].dtype)
+        loss = loss + c.energy_weight * (d[e_ok] ** 2).sum() / counts["energy"]
+    if c.forces_weight > 0 and counts["forces"]:
+        f_ok = torch.isfinite(labels["forces"])
+        loss = loss + c.forces_weight * ((out[keys.FORCES] - labels["forces"].nan_to_num())[f_ok] ** 2).sum() / counts["forces"]
+    if stress and counts["stress"]:
+        s_ok = torch.isfinite(labels["stress"])
+        loss = loss + c.stress_weight * ((out[keys.STRESS] - labels["stress"].nan_to_num())[s_ok] ** 2).sum() / counts["stress"]
+    return loss
+
+
+def _global_counts(data: Dataset, structures: np.ndarray) -> dict[str, int]:
+    """Labelled entries in the whole global batch (the loss's denominators)."""
+    atoms = atom_indices(data.offsets, structures)
+    return {
+        "energy": int(np.isfinite(np.asarray(data.energy)[structures]).sum()),
+        "forces": int(np.isfinite(np.asarray(data.forces)[atoms]).sum()),
+        "stress": int(np.isfinite(np.asarray(data.stress)[structures]).sum()),
+    }
+
+
+def _rows(data: Dataset, mask: np.ndarray, quantity: str) -> np.ndarray:
+    """Row selector of a prediction array for the structures in ``mask``."""
+    if quantity == "forces":
+        return atom_indices(data.offsets, np.nonzero(mask)[0])
+    return np.nonzero(mask)[0]
+
+
+def _distributed_rank_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)

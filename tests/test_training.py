@@ -1,0 +1,165 @@
+"""The trainer: loss goes down, outputs are written, resume is exact, 2 processes == 1 process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.calculators.singlepoint import SinglePointCalculator
+
+import atomml
+from atomml.data import Dataset
+from atomml.training import TrainConfig, Trainer
+
+SMALL = dict(hidden_channels=8, num_layers=1, num_rbf=8, cutoff=4.0)
+
+
+@pytest.fixture(scope="module")
+def copper() -> Dataset:
+    frames = []
+    for k in range(24):
+        atoms = bulk("Cu", "fcc", a=3.58 + 0.01 * (k % 6), cubic=True) * (2, 2, 2)
+        if k % 3 == 0:
+            atoms[0].symbol = "Ag"
+        atoms.rattle(0.08, seed=k)
+        atoms.info["config_type"] = "alloy" if k % 3 == 0 else "pure"
+        atoms.calc = EMT()
+        e, f, s = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_stress()
+        atoms.calc = SinglePointCalculator(atoms, energy=e, forces=f, stress=s)
+        frames.append(atoms)
+    return Dataset.from_ase(frames)
+
+
+def _config(tmp_path: Path, name: str, **changes) -> TrainConfig:
+    values = dict(
+        architecture="tensornet", hyperparameters=SMALL, valid_fraction=0.25, batch_size=6, lr=5e-3, stress_weight=100.0,
+        max_steps=12, checkpoint_every=2, valid_every=6, dtype="float64", progress=False, output=str(tmp_path / name),
+    )
+    values.update(changes)
+    return TrainConfig(**values)
+
+
+def _max_difference(a: torch.nn.Module, b: torch.nn.Module) -> float:
+    return max(float((x - y).abs().max()) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_loss_decreases_and_outputs_are_written(copper, tmp_path):
+    config = _config(tmp_path, "run", max_steps=None, max_epochs=12, valid_every=None, dtype="float32", stress_weight=3000.0,
+                     report_by="config_type")
+    trainer = Trainer(config, train_data=copper, test_data={"again": copper})
+    before = trainer._sharded_errors(trainer.valid_data)
+    report = trainer.fit()
+    after = report["test"]["valid"]
+    assert report["stopped"] == "max_epochs" and report["epochs"] == 12
+    assert after["force_mae_meV_per_A"] < 0.5 * before["force_mae_meV_per_A"]
+    history = trainer.state["history"]
+    assert history[-1]["valid_loss"] < 0.5 * history[0]["valid_loss"]  # the weighted loss that is minimised
+    assert after["stress_mae_meV_per_A3"] < before["stress_mae_meV_per_A3"]
+    by_type = report["test"]["again"]["by_config_type"]
+    assert by_type["alloy"]["structures"] == 8 and by_type["pure"]["structures"] == 16
+    mixed = (8 * by_type["alloy"]["force_mae_meV_per_A"] + 16 * by_type["pure"]["force_mae_meV_per_A"]) / 24
+    assert mixed == pytest.approx(report["test"]["again"]["force_mae_meV_per_A"])  # all structures have 32 atoms
+    out = Path(config.output)
+    for name in ("metrics.json", "log.csv", "checkpoint.pt", "parity_valid.png", "parity_again.png", "potential.safetensors"):
+        assert (out / name).stat().st_size > 0, name
+    assert (out / "parity_valid.png").read_bytes()[:4] == b"\x89PNG"
+    assert len((out / "log.csv").read_text().splitlines()) == 13  # header + one row per epoch
+    saved = atomml.load_potential(out / "potential.safetensors")
+    assert saved.metadata["test_metrics"]["valid"]["force_mae_meV_per_A"] == pytest.approx(after["force_mae_meV_per_A"])
+    # the saved file gives the errors the report claims
+    again = atomml.training.evaluate(saved, trainer.valid_data)[0]
+    assert again["force_mae_meV_per_A"] == pytest.approx(after["force_mae_meV_per_A"], rel=1e-5)
+
+
+def test_resume_after_a_kill_is_exact(copper, tmp_path):
+    straight = Trainer(_config(tmp_path, "straight"), train_data=copper)
+    straight.fit()
+
+    class Killed(Exception):
+        pass
+
+    def kill(trainer):
+        if trainer.state["step"] == 9:  # between checkpoints (every 2 steps): step 9 is redone
+            raise Killed
+
+    with pytest.raises(Killed):
+        Trainer(_config(tmp_path, "killed"), train_data=copper, on_step=kill).fit()
+    resumed = Trainer(_config(tmp_path, "killed"), train_data=copper)
+    assert resumed.state["step"] == 8
+    resumed.fit()
+    assert _max_difference(straight.potential, resumed.potential) == 0.0
+    assert _max_difference(straight.ema, resumed.ema) == 0.0
+    assert straight.state["history"] == resumed.state["history"][: len(straight.state["history"])] or all(
+        {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
+        for a, b in zip(straight.state["history"], resumed.state["history"])
+    )
+
+
+def test_resume_refuses_a_changed_config(copper, tmp_path):
+    Trainer(_config(tmp_path, "a", max_steps=2), train_data=copper).fit()
+    with pytest.raises(RuntimeError, match="different configuration"):
+        Trainer(_config(tmp_path, "a", lr=1e-2), train_data=copper)
+    (tmp_path / "a" / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(RuntimeError, match="damaged"):
+        Trainer(_config(tmp_path, "a"), train_data=copper)
+
+
+def test_same_result_with_seed(copper, tmp_path):
+    a = Trainer(_config(tmp_path, "s1", max_steps=4), train_data=copper)
+    a.fit()
+    b = Trainer(_config(tmp_path, "s2", max_steps=4), train_data=copper)
+    b.fit()
+    assert _max_difference(a.potential, b.potential) == 0.0
+
+
+def test_config_yaml_errors(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("model: {architecture: tensornet, hidden: 3}\n")
+    with pytest.raises(ValueError, match="unknown key"):
+        TrainConfig.from_yaml(path)
+    with pytest.raises(ValueError, match="cosine"):
+        TrainConfig(scheduler="cosine")
+
+
+def test_shipped_presets_parse():
+    presets = sorted(Path(atomml.resources.resource_folder("potentials")).glob("*.yaml"))
+    assert presets, "no training presets in potentials/"
+    for path in presets:
+        config = TrainConfig.from_yaml(path)
+        assert config.architecture in atomml.models.ARCHITECTURES
+
+
+def test_two_processes_match_one(copper, tmp_path):
+    """torchrun with 2 gloo processes takes the same steps as 1 process (same global batch)."""
+    copper.write(tmp_path / "cu.extxyz")
+    (tmp_path / "cfg.yaml").write_text(
+        "model: {architecture: tensornet, hyperparameters: {hidden_channels: 8, num_layers: 1, num_rbf: 8, cutoff: 4.0}}\n"
+        "data: {train: cu.extxyz, valid_fraction: 0.25}\n"
+        "loss: {stress_weight: 100.0}\n"
+        "optimizer: {batch_size: 6, lr: 0.005}\n"
+        "stop: {max_steps: 6}\n"
+        "run: {dtype: float64, valid_every: 3, progress: false}\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cli = [sys.executable, "-m", "atomml.cli", "train", "cfg.yaml", "--no-progress"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517", "-m", "atomml.cli"]
+    one = subprocess.run([*cli, "-o", "one"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run([*torchrun, *cli[3:], "-o", "two"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-3000:]
+    report = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert report["processes"] == 2 and report["steps"] == 6
+    a = atomml.load_potential(tmp_path / "one" / "potential.safetensors")
+    b = atomml.load_potential(tmp_path / "two" / "potential.safetensors")
+    # the same arithmetic up to the order of the gradient sum (float64 round-off)
+    assert _max_difference(a, b) < 1e-12
+    assert np.isclose(report["test"]["valid"]["force_mae_meV_per_A"],
+                      json.loads((tmp_path / "one" / "metrics.json").read_text())["test"]["valid"]["force_mae_meV_per_A"], rtol=1e-9)
