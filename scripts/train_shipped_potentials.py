@@ -1,0 +1,129 @@
+"""Train a shipped potential from its preset, side by side with torchmd-net's TensorNet.
+
+    .venv/bin/python scripts/train_shipped_potentials.py organic --minutes 30
+    .venv/bin/python scripts/train_shipped_potentials.py metals --minutes 20
+
+For ``organic`` (preset ``potentials/tensornet-organic-gfn2.yaml``) or ``metals``
+(``potentials/tensornet-metals-emt.yaml``):
+
+1. splits the generated data (``scripts/generate_*_data.py``) exactly as the preset says and
+   writes the parts as extxyz under ``runs/shipped/<name>/data/``, so both trainers see the same
+   training, validation and test structures;
+2. runs ``atomml train`` and ``scripts/train_torchmdnet_peer.py`` (torchmd-net's own trainer,
+   same architecture sizes, batch size and learning rate) *at the same time*, each with one
+   CPU thread and the same wall-clock budget for its training loop;
+3. writes both trainers' test errors to ``data/benchmarks/training_<which>_vs_torchmdnet.json``
+   and copies the atomml potential to ``potentials/<name>.safetensors``.
+
+The atomml side resumes from its checkpoint if the script is killed and run again; the peer
+is restarted (it is the comparison, not a product). ``--skip-peer`` trains atomml alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from atomml.data import group_split, load_dataset, random_split  # noqa: E402
+from atomml.training import TrainConfig  # noqa: E402
+
+PRESETS = {"organic": "tensornet-organic-gfn2", "metals": "tensornet-metals-emt"}
+MAX_FILE_BYTES = 10 * 1024 * 1024
+
+
+def write_splits(config: TrainConfig, folder: Path) -> dict[str, Path]:
+    """The preset's train / valid / test split of its pool, as extxyz files (reused if present)."""
+    files = {part: folder / f"{part}.extxyz" for part in ("train", "valid", "heldout_conformations")}
+    if all(f.exists() for f in files.values()):
+        return files
+    pool = load_dataset(config.train)
+    fractions = [1.0 - config.valid_fraction - config.test_fraction, config.valid_fraction, config.test_fraction]
+    if config.split_by == "structure":
+        parts = random_split(len(pool), fractions, config.split_seed)
+    else:
+        parts = group_split(pool.group_keys(config.split_by), fractions, config.split_seed)
+    for (part, path), indices in zip(files.items(), parts):
+        pool.subset(indices).write(path)
+        print(f"  {part}: {len(indices)} structures -> {path}", flush=True)
+    return files
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("which", choices=sorted(PRESETS))
+    parser.add_argument("--minutes", type=float, required=True, help="wall-clock budget of each training loop")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads for each trainer")
+    parser.add_argument("--skip-peer", action="store_true", help="train atomml only")
+    args = parser.parse_args()
+
+    name = PRESETS[args.which]
+    preset = ROOT / "potentials" / f"{name}.yaml"
+    config = TrainConfig.from_yaml(preset)
+    run = ROOT / "runs" / "shipped" / name
+    (run / "data").mkdir(parents=True, exist_ok=True)
+    print(f"[{name}] splitting {config.train}", flush=True)
+    files = write_splits(config, run / "data")
+    tests = {"heldout_conformations": str(files["heldout_conformations"]), **config.test_sets}
+
+    values = config.to_dict()
+    values.update(
+        train=str(files["train"]), valid=str(files["valid"]), test_sets=tests, max_minutes=args.minutes,
+        threads=args.threads, output=str(run / "atomml"), progress=False,
+    )
+    (run / "atomml.yaml").write_text(json.dumps(values, indent=1))  # JSON is YAML
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    jobs = {
+        "atomml": subprocess.Popen(
+            [sys.executable, "-m", "atomml.cli", "train", str(run / "atomml.yaml"), "--no-progress"],
+            cwd=ROOT, env=env, stdout=open(run / "atomml.log", "w"), stderr=subprocess.STDOUT,
+        )
+    }
+    hp = config.hyperparameters
+    if not args.skip_peer:
+        peer_cmd = [
+            sys.executable, str(ROOT / "scripts" / "train_torchmdnet_peer.py"),
+            "--train", str(files["train"]), "--val", str(files["valid"]),
+            *[a for k, v in tests.items() for a in ("--test", f"{k}={v}")],
+            "--minutes", str(args.minutes), "--threads", str(args.threads), "--seed", str(config.seed),
+            "--embedding-dimension", str(hp["hidden_channels"]), "--num-layers", str(hp["num_layers"]),
+            "--num-rbf", str(hp["num_rbf"]), "--cutoff", str(hp["cutoff"]),
+            "--batch-size", str(config.batch_size), "--lr", str(config.lr),
+            "--energy-weight", str(config.energy_weight), "--force-weight", str(config.forces_weight),
+            "--workdir", str(run / "torchmdnet"), "--output", str(run / "torchmdnet.json"),
+        ]
+        (run / "torchmdnet.json").unlink(missing_ok=True)
+        jobs["torchmd-net"] = subprocess.Popen(peer_cmd, cwd=ROOT, env=env, stdout=open(run / "torchmdnet.log", "w"), stderr=subprocess.STDOUT)
+    started = time.time()
+    while any(job.poll() is None for job in jobs.values()):
+        time.sleep(30)
+        running = [k for k, job in jobs.items() if job.poll() is None]
+        print(f"[{name}] {time.time() - started:5.0f} s elapsed; running: {', '.join(running)} (logs in {run})", flush=True)
+    failed = {k: job.returncode for k, job in jobs.items() if job.returncode}
+    if failed:
+        raise SystemExit(f"[{name}] failed: {failed}; see the logs in {run}")
+
+    ours = json.loads((run / "atomml" / "metrics.json").read_text())
+    result = {"potential": name, "minutes_each": args.minutes, "threads_each": args.threads, "atomml": ours}
+    if not args.skip_peer:
+        result["torchmd-net"] = json.loads((run / "torchmdnet.json").read_text())
+    out = ROOT / "data" / "benchmarks" / f"training_{args.which}_vs_torchmdnet.json"
+    out.write_text(json.dumps(result, indent=1))
+    shipped = ROOT / "potentials" / f"{name}.safetensors"
+    shutil.copyfile(ours["potential"], shipped)
+    size = shipped.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise SystemExit(f"{shipped} is {size / 2**20:.1f} MiB, over the 10 MB limit for shipped files")
+    print(json.dumps({"shipped": str(shipped), "bytes": size, "comparison": str(out)}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
