@@ -111,3 +111,42 @@ def test_shipped_potential_loads_by_name():
     potential = atomml.load_potential("schnet-cu-emt-demo")
     assert potential.elements == [29]
     assert shipped["schnet-cu-emt-demo"].with_suffix(".md").exists(), "every shipped potential has a model card"
+
+
+def test_shipped_potentials_load_by_name_from_a_wheel(tmp_path):
+    """A built wheel carries the shipped potentials, their cards and the training presets."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(root)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert build.returncode == 0, build.stderr[-2000:]
+    wheel = next((tmp_path / "dist").glob("atomml-*.whl"))
+    target = tmp_path / "site"
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel)], capture_output=True, text=True, timeout=300
+    )
+    assert install.returncode == 0, install.stderr[-2000:]
+    names = sorted(atomml.shipped_potentials())
+    script = (
+        "import json, atomml, atomml.resources as r\n"
+        "names = sorted(atomml.shipped_potentials())\n"
+        "for n in names: atomml.load_potential(n)\n"
+        "print(json.dumps({'file': atomml.__file__, 'names': names, "
+        "'presets': sorted(p.name for p in r.resource_folder('potentials').glob('*.yaml'))}))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    import json
+
+    seen = json.loads(run.stdout.strip().splitlines()[-1])
+    assert seen["file"].startswith(str(target))
+    assert seen["names"] == names
+    assert seen["presets"] == sorted(p.name for p in (root / "potentials").glob("*.yaml"))

@@ -1,0 +1,338 @@
+"""Generate the metals reference set: fcc metals and their random alloys labelled with ASE's EMT.
+
+Materials: fcc Cu, Ag, Au, Ni, Pd, Pt, Al, and for every pair of them random substitutional fcc
+alloys A(1-x)B(x) with x = 0.25, 0.5, 0.75 on a lattice whose constant follows Vegard's law
+(the elements' lattice constants from ``ase.data.reference_states``). For each material the
+structure kinds (``info["config_type"]``) are
+
+- ``bulk_strained``: random symmetric strain (2-3 % per component), small rattle;
+- ``bulk_rattled``: Gaussian rattle of the ideal lattice;
+- ``vacancy``: one or two atoms removed, rattled;
+- ``slab``: fcc(111) or fcc(100) slab (``ase.build.fcc111`` / ``fcc100``), rattled, periodic in
+  x and y only (pbc T T F), with a vacuum gap of 15 Å; the cell's third vector spans slab plus
+  vacuum, as ``ase.build`` makes it;
+- ``md``: Langevin snapshots with EMT at 300-1500 K, of bulk cells and of slabs.
+
+Every structure has the EMT energy (eV) and forces (eV/Å); 3D-periodic cells also the stress
+(eV/Å³, Voigt order, ASE sign); slabs have no stress. ``info`` also holds ``material``,
+``composition`` (chemical formula), ``elements`` (list of symbols), ``temperature`` (K, md only)
+and ``surface`` (slabs). Every periodic width of every cell is at least 10.5 Å (checked), so a
+model with a 5 Å cutoff never sees an atom's own image within twice its cutoff.
+Pure elements get twice as many structures per kind as each alloy.
+
+Run (from the repository root)::
+
+    .venv/bin/python scripts/generate_metals_data.py [--output data/generated/metals]
+        [--seed 0] [--workers 2] [--limit K]
+
+``--limit K`` makes a quick smoke run with the first K pure metals and the first K alloys.
+
+Writes, under OUTPUT: ``chunks/MATERIAL_KIND.extxyz`` (one file per material and kind),
+``metals.extxyz`` (all chunks merged, in a fixed order) and ``manifest.json`` (seed, counts per
+kind and material, force and stress statistics, elapsed time, ASE version).
+
+Resumable: every chunk is written atomically (temporary file + ``os.replace``) when it is
+finished, and a rerun skips finished chunks. Each chunk draws its random numbers from its own
+stream, derived from ``--seed`` and the chunk's material and kind, so a resumed run writes the
+same data as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import multiprocessing
+import os
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+from ase.build import bulk, fcc100, fcc111
+from ase.calculators.emt import EMT
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.data import atomic_numbers, reference_states
+from ase.io import read, write
+from ase.md.langevin import Langevin
+from ase.md.velocitydistribution import Stationary, thermalize_momenta
+from tqdm import tqdm
+
+from atomml import units
+
+ROOT = Path(__file__).resolve().parents[1]
+METALS = ("Cu", "Ag", "Au", "Ni", "Pd", "Pt", "Al")
+ALLOY_FRACTIONS = (0.25, 0.5, 0.75)  # fraction x of the second element B in A(1-x)B(x)
+MIN_WIDTH_A = 10.5  # every periodic width; twice a 5 Å cutoff, with margin
+VACUUM_A = 7.5  # on each side of a slab: a 15 Å gap between periodic images along z (hot slabs roughen)
+MIN_GAP_A = 10.0
+
+# Structures per material and kind (pure metals get PURE_FACTOR times as many).
+COUNTS = {"bulk_strained": 4, "bulk_rattled": 4, "vacancy": 3, "slab": 4, "md": 4}
+PURE_FACTOR = 2
+STRAIN_SIGMA = (0.02, 0.03)
+RATTLE_A = {"bulk_strained": (0.01, 0.05), "bulk_rattled": (0.03, 0.12), "vacancy": (0.03, 0.10), "slab": (0.02, 0.10)}
+SLAB_LAYERS = (3, 4, 5)
+MD_TEMPERATURES_K = (300.0, 1500.0)
+MD_TIMESTEP_FS = 2.0
+MD_FRICTION_PER_FS = 0.02
+MD_STEPS = 100
+MD_SLAB_EVERY = 4  # one md snapshot in this many is of a slab, the others are bulk
+
+
+@dataclass(frozen=True)
+class Material:
+    """A pure metal or a random alloy: ``fractions`` of ``elements`` on one fcc lattice."""
+
+    name: str
+    elements: tuple[str, ...]
+    fractions: tuple[float, ...]
+    index: int
+
+    @property
+    def lattice_constant(self) -> float:
+        """Vegard's law: the composition-weighted mean of the elements' fcc lattice constants (Å)."""
+        return sum(f * reference_states[atomic_numbers[e]]["a"] for e, f in zip(self.elements, self.fractions))
+
+
+def materials() -> list[Material]:
+    """The pure metals, then every binary alloy A(1-x)B(x) with A before B in METALS."""
+    out = [Material(m, (m,), (1.0,), i) for i, m in enumerate(METALS)]
+    for a, b in itertools.combinations(METALS, 2):
+        for x in ALLOY_FRACTIONS:
+            name = f"{a}{round(100 * (1 - x))}{b}{round(100 * x)}"
+            out.append(Material(name, (a, b), (1 - x, x), len(out)))
+    return out
+
+
+def perpendicular_widths(cell: np.ndarray) -> np.ndarray:
+    """Distances between opposite faces of the cell (Å): volume / area of each face pair."""
+    volume = abs(np.linalg.det(cell))
+    return np.array([volume / np.linalg.norm(np.cross(cell[(i + 1) % 3], cell[(i + 2) % 3])) for i in range(3)])
+
+
+def check_cell(atoms: Atoms, where: str) -> None:
+    """Every periodic width >= MIN_WIDTH_A; a slab has pbc T T F and a vacuum gap >= MIN_GAP_A."""
+    widths = perpendicular_widths(atoms.cell.array)
+    if (widths[atoms.pbc] < MIN_WIDTH_A).any():
+        raise AssertionError(f"{where}: periodic widths {widths.round(2)} (pbc {atoms.pbc}) below {MIN_WIDTH_A} Å")
+    if not atoms.pbc.all():
+        if list(atoms.pbc) != [True, True, False]:
+            raise AssertionError(f"{where}: slab pbc {atoms.pbc}, expected T T F")
+        gap = atoms.cell[2, 2] - np.ptp(atoms.positions[:, 2])
+        if gap < MIN_GAP_A:
+            raise AssertionError(f"{where}: vacuum gap {gap:.2f} Å below {MIN_GAP_A} Å")
+
+
+def decorate(atoms: Atoms, material: Material, rng: np.random.Generator) -> Atoms:
+    """Put the material's elements on the sites at random, in exact (rounded) proportions."""
+    n = len(atoms)
+    counts = [round(f * n) for f in material.fractions[:-1]]
+    counts.append(n - sum(counts))
+    symbols = np.repeat(material.elements, counts)
+    atoms.set_chemical_symbols(list(symbols[rng.permutation(n)]))
+    return atoms
+
+
+def bulk_cell(material: Material, rng: np.random.Generator, strain: np.ndarray | None = None) -> Atoms:
+    """Conventional cubic cells, optionally strained, repeated until every width >= MIN_WIDTH_A."""
+    unit = bulk(material.elements[0], "fcc", a=material.lattice_constant, cubic=True)
+    unit.arrays.pop("initial_magmoms", None)  # bulk() gives Ni a magnetic moment; EMT has none
+    if strain is not None:
+        unit.set_cell(unit.cell.array @ (np.eye(3) + strain), scale_atoms=True)
+    reps = [math.ceil(MIN_WIDTH_A / w) for w in perpendicular_widths(unit.cell.array)]
+    return decorate(unit.repeat(reps), material, rng)
+
+
+def slab_cell(material: Material, surface: str, layers: int, rng: np.random.Generator) -> Atoms:
+    """An fcc(111) or fcc(100) slab, wide enough in x and y, with VACUUM_A on each side."""
+    build = {"fcc111": fcc111, "fcc100": fcc100}[surface]
+    a = material.lattice_constant
+    one = build(material.elements[0], size=(1, 1, layers), a=a, vacuum=VACUUM_A)
+    n = max(math.ceil(MIN_WIDTH_A / w) for w in perpendicular_widths(one.cell.array)[:2])
+    atoms = build(material.elements[0], size=(n, n, layers), a=a, vacuum=VACUUM_A)
+    atoms.info.clear()  # ase.build leaves adsorbate_info, which extxyz cannot store
+    atoms.arrays.pop("tags", None)
+    return decorate(atoms, material, rng)
+
+
+def make_structure(material: Material, kind: str, rng: np.random.Generator) -> tuple[Atoms, dict]:
+    """One unlabelled structure of ``kind`` and the info keys that describe how it was made."""
+    info: dict = {}
+    if kind == "bulk_strained":
+        strain = rng.normal(0.0, rng.uniform(*STRAIN_SIGMA), (3, 3))
+        atoms = bulk_cell(material, rng, 0.5 * (strain + strain.T))
+    elif kind in ("bulk_rattled", "vacancy"):
+        atoms = bulk_cell(material, rng)
+        if kind == "vacancy":
+            del atoms[list(rng.choice(len(atoms), size=int(rng.integers(1, 3)), replace=False))]
+    elif kind == "slab":
+        info["surface"] = str(rng.choice(["fcc111", "fcc100"]))
+        atoms = slab_cell(material, info["surface"], int(rng.choice(SLAB_LAYERS)), rng)
+    else:
+        raise ValueError(f"unknown structure kind {kind!r}")
+    atoms.positions += rng.normal(0.0, rng.uniform(*RATTLE_A[kind]), atoms.positions.shape)
+    return atoms, info
+
+
+def md_snapshot(material: Material, slab: bool, rng: np.random.Generator) -> tuple[Atoms, dict]:
+    """A Langevin EMT snapshot at a temperature drawn from MD_TEMPERATURES_K, bulk or slab."""
+    temperature = float(rng.uniform(*MD_TEMPERATURES_K))
+    info: dict = {"temperature": round(temperature, 1)}
+    if slab:
+        info["surface"] = str(rng.choice(["fcc111", "fcc100"]))
+        atoms = slab_cell(material, info["surface"], int(rng.choice(SLAB_LAYERS)), rng)
+    else:
+        atoms = bulk_cell(material, rng)
+    atoms.calc = EMT()
+    thermalize_momenta(atoms, temperature, rng=rng)
+    Stationary(atoms)
+    Langevin(atoms, MD_TIMESTEP_FS * units.FS, temperature_K=temperature, friction=MD_FRICTION_PER_FS / units.FS,
+             fixcm=False, rng=rng).run(MD_STEPS)
+    return atoms, info
+
+
+def label(atoms: Atoms, material: Material, kind: str, info: dict) -> Atoms:
+    """A bare copy with EMT energy, forces and (3D-periodic cells only) stress, plus info keys."""
+    atoms.calc = EMT()
+    frame = Atoms(atoms.get_chemical_symbols(), positions=atoms.positions.copy(), cell=atoms.cell.array.copy(),
+                  pbc=atoms.pbc.copy())
+    results = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces()}
+    if atoms.pbc.all():
+        results["stress"] = atoms.get_stress(voigt=True)
+    frame.calc = SinglePointCalculator(frame, **results)
+    frame.info.update(config_type=kind, material=material.name, composition=frame.get_chemical_formula(),
+                      elements=list(material.elements), **info)
+    check_cell(frame, f"{material.name} {kind}")
+    return frame
+
+
+def generate_chunk(job: tuple[Material, str, int, int, str]) -> str:
+    """Make and label one (material, kind) chunk; write it atomically. Runs in a worker process."""
+    material, kind, kind_index, seed, folder = job
+    rng = np.random.default_rng([seed, material.index, kind_index])
+    count = COUNTS[kind] * (PURE_FACTOR if len(material.elements) == 1 else 1)
+    frames = []
+    for k in range(count):
+        if kind == "md":
+            atoms, info = md_snapshot(material, slab=k % MD_SLAB_EVERY == MD_SLAB_EVERY - 1, rng=rng)
+        else:
+            atoms, info = make_structure(material, kind, rng)
+        frames.append(label(atoms, material, kind, info))
+    target = chunk_path(Path(folder), material, kind)
+    tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
+    write(str(tmp), frames, format="extxyz")
+    os.replace(tmp, target)
+    return target.name
+
+
+def chunk_path(folder: Path, material: Material, kind: str) -> Path:
+    return folder / f"{material.name}_{kind}.extxyz"
+
+
+def merge(paths: list[Path], target: Path) -> None:
+    """Concatenate finished chunk files (extxyz frames simply follow each other), atomically."""
+    tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as out:
+        for path in paths:
+            with open(path, "rb") as source:
+                shutil.copyfileobj(source, out)
+    os.replace(tmp, target)
+
+
+def summarise(path: Path) -> dict:
+    """Read the merged file back (as a user would), re-check every cell and count what is there."""
+    frames = read(str(path), ":", format="extxyz")
+    for atoms in frames:
+        check_cell(atoms, f"{path} {atoms.info['material']} {atoms.info['config_type']}")
+    forces = np.linalg.norm(np.concatenate([a.get_forces() for a in frames]), axis=1)
+    stress = np.array([a.get_stress() for a in frames if a.pbc.all()])
+    return {
+        "structures": len(frames),
+        "atoms": int(sum(len(a) for a in frames)),
+        "atoms_per_structure_range": [min(len(a) for a in frames), max(len(a) for a in frames)],
+        "by_config_type": {k: sum(a.info["config_type"] == k for a in frames) for k in COUNTS},
+        "with_stress": len(stress),
+        "slabs_without_stress": sum(not a.pbc.all() for a in frames),
+        "force_norm_mean_eV_per_A": float(forces.mean()),
+        "force_norm_max_eV_per_A": float(forces.max()),
+        "stress_abs_mean_GPa": float(np.abs(stress).mean() * units.EV_PER_A3_TO_GPA) if len(stress) else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output", type=Path, default=ROOT / "data" / "generated" / "metals")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--limit", type=int, default=None, help="smoke run: first K pure metals + first K alloys")
+    args = parser.parse_args()
+
+    chosen = materials()
+    if args.limit is not None:
+        pure = [m for m in chosen if len(m.elements) == 1]
+        alloys = [m for m in chosen if len(m.elements) > 1]
+        chosen = pure[: args.limit] + alloys[: args.limit]
+    folder = args.output / "chunks"
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.tmp*"):  # left by a killed run
+        stale.unlink()
+    chunks = [(m, kind, k) for m in chosen for k, kind in enumerate(COUNTS)]
+    pending = [(m, kind, k, args.seed, str(folder)) for m, kind, k in chunks
+               if not chunk_path(folder, m, kind).exists()]
+    print(f"{len(chosen)} materials x {len(COUNTS)} kinds = {len(chunks)} chunks; {len(pending)} to generate, "
+          f"{len(chunks) - len(pending)} already finished (resume); {args.workers} workers")
+
+    # One thread per worker process (numpy's BLAS); spawned workers start with this environment.
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = "1"
+    # On SIGTERM (timeout, kill) leave through the pool's context manager, which ends the workers.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    start = time.perf_counter()
+    if pending:
+        with multiprocessing.get_context("spawn").Pool(min(args.workers, len(pending))) as pool:
+            for _ in tqdm(pool.imap_unordered(generate_chunk, pending), total=len(pending), unit="chunk"):
+                pass
+    elapsed = time.perf_counter() - start
+
+    output = args.output / "metals.extxyz"
+    merge([chunk_path(folder, m, kind) for m, kind, _ in chunks], output)
+    summary = summarise(output)
+    manifest = {
+        "description": "fcc metals and random binary fcc alloys, ASE EMT energies (eV), forces (eV/Å) and "
+                       "stress (eV/Å³, 3D-periodic cells only); generated by scripts/generate_metals_data.py",
+        "seed": args.seed,
+        "limit": args.limit,
+        "ase_version": version("ase"),
+        "protocol": {
+            "counts_per_material": COUNTS, "pure_factor": PURE_FACTOR, "alloy_fractions": list(ALLOY_FRACTIONS),
+            "lattice_constant": "Vegard's law over ase.data.reference_states",
+            "min_periodic_width_A": MIN_WIDTH_A, "slab_vacuum_each_side_A": VACUUM_A, "slab_layers": list(SLAB_LAYERS),
+            "strain_sigma": list(STRAIN_SIGMA), "rattle_sigma_A": RATTLE_A,
+            "md_temperatures_K": list(MD_TEMPERATURES_K), "md_timestep_fs": MD_TIMESTEP_FS,
+            "md_friction_per_fs": MD_FRICTION_PER_FS, "md_steps": MD_STEPS, "md_slab_every": MD_SLAB_EVERY,
+        },
+        "file": output.name,
+        "counts": summary,
+        "materials": [{"name": m.name, "elements": list(m.elements), "fractions": list(m.fractions),
+                       "lattice_constant_A": round(m.lattice_constant, 4)} for m in chosen],
+        "elapsed_s_this_run": round(elapsed, 1),
+        "chunks_generated_this_run": len(pending),
+        "workers": args.workers,
+    }
+    tmp = args.output / f"manifest.json.tmp{os.getpid()}"
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(tmp, args.output / "manifest.json")
+    print(f"{summary['structures']} structures, {summary['atoms']} atoms, mean |F| "
+          f"{summary['force_norm_mean_eV_per_A']:.3f} eV/Å, by kind {summary['by_config_type']} -> {output}")
+    print(f"generated {len(pending)} chunks in {elapsed:.1f} s ({args.workers} workers)")
+
+
+if __name__ == "__main__":
+    main()
