@@ -11,7 +11,10 @@ For ``organic`` (preset ``potentials/tensornet-organic-gfn2.yaml``) or ``metals`
    training, validation and test structures;
 2. runs ``atomml train`` and ``scripts/train_torchmdnet_peer.py`` (torchmd-net's own trainer,
    same architecture sizes, batch size and learning rate) *at the same time*, each with one
-   CPU thread and the same wall-clock budget for its training loop;
+   CPU thread and the same wall-clock budget for its training loop. Each keeps its own loss
+   convention: atomml weighs the per-atom energy MSE (preset: 100) against the force MSE (10);
+   torchmd-net weighs the total-energy MSE (1, which for ~12-atom molecules is ~144 on a
+   per-atom scale) against the force MSE (10), the peer script's defaults;
 3. writes both trainers' test errors to ``data/benchmarks/training_<which>_vs_torchmdnet.json``
    and copies the atomml potential to ``potentials/<name>.safetensors``.
 
@@ -97,7 +100,6 @@ def main() -> None:
             "--embedding-dimension", str(hp["hidden_channels"]), "--num-layers", str(hp["num_layers"]),
             "--num-rbf", str(hp["num_rbf"]), "--cutoff", str(hp["cutoff"]),
             "--batch-size", str(config.batch_size), "--lr", str(config.lr),
-            "--energy-weight", str(config.energy_weight), "--force-weight", str(config.forces_weight),
             "--workdir", str(run / "torchmdnet"), "--output", str(run / "torchmdnet.json"),
         ]
         (run / "torchmdnet.json").unlink(missing_ok=True)
