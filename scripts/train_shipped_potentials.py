@@ -20,6 +20,9 @@ For ``organic`` (preset ``potentials/tensornet-organic-gfn2.yaml``) or ``metals`
 
 The atomml side resumes from its checkpoint if the script is killed and run again; the peer
 is restarted (it is the comparison, not a product). ``--skip-peer`` trains atomml alone.
+``--stage2`` runs the preset ``potentials/<name>.stage2.yaml`` if there is one (the first
+stage's potential fine-tuned on the same split, atomml alone) and ships its result instead;
+its report goes to ``data/benchmarks/training_<which>_stage2.json``.
 """
 
 from __future__ import annotations
@@ -66,10 +69,14 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, required=True, help="wall-clock budget of each training loop")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for each trainer")
     parser.add_argument("--skip-peer", action="store_true", help="train atomml only")
+    parser.add_argument("--collect", action="store_true", help="only gather the results of finished runs")
+    parser.add_argument("--stage2", action="store_true", help="fine-tune the first stage (preset <name>.stage2.yaml)")
     args = parser.parse_args()
 
     name = PRESETS[args.which]
-    preset = ROOT / "potentials" / f"{name}.yaml"
+    preset = ROOT / "potentials" / f"{name}{'.stage2' if args.stage2 else ''}.yaml"
+    if args.stage2:
+        args.skip_peer = True
     config = TrainConfig.from_yaml(preset)
     run = ROOT / "runs" / "shipped" / name
     (run / "data").mkdir(parents=True, exist_ok=True)
@@ -80,18 +87,19 @@ def main() -> None:
     values = config.to_dict()
     values.update(
         train=str(files["train"]), valid=str(files["valid"]), test_sets=tests, max_minutes=args.minutes,
-        threads=args.threads, output=str(run / "atomml"), progress=False,
+        threads=args.threads, output=str(run / ("atomml-stage2" if args.stage2 else "atomml")), progress=False,
     )
-    (run / "atomml.yaml").write_text(json.dumps(values, indent=1))  # JSON is YAML
+    stage = "atomml-stage2" if args.stage2 else "atomml"
+    (run / f"{stage}.yaml").write_text(json.dumps(values, indent=1))  # JSON is YAML
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-    jobs = {
+    jobs = {} if args.collect else {
         "atomml": subprocess.Popen(
-            [sys.executable, "-m", "atomml.cli", "train", str(run / "atomml.yaml"), "--no-progress"],
-            cwd=ROOT, env=env, stdout=open(run / "atomml.log", "w"), stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "atomml.cli", "train", str(run / f"{stage}.yaml"), "--no-progress"],
+            cwd=ROOT, env=env, stdout=open(run / f"{stage}.log", "w"), stderr=subprocess.STDOUT,
         )
     }
     hp = config.hyperparameters
-    if not args.skip_peer:
+    if not args.skip_peer and not args.collect:
         peer_cmd = [
             sys.executable, str(ROOT / "scripts" / "train_torchmdnet_peer.py"),
             "--train", str(files["train"]), "--val", str(files["valid"]),
@@ -113,11 +121,12 @@ def main() -> None:
     if failed:
         raise SystemExit(f"[{name}] failed: {failed}; see the logs in {run}")
 
-    ours = json.loads((run / "atomml" / "metrics.json").read_text())
+    ours = json.loads((run / stage / "metrics.json").read_text())
     result = {"potential": name, "minutes_each": args.minutes, "threads_each": args.threads, "atomml": ours}
     if not args.skip_peer:
         result["torchmd-net"] = json.loads((run / "torchmdnet.json").read_text())
-    out = ROOT / "data" / "benchmarks" / f"training_{args.which}_vs_torchmdnet.json"
+    report_name = f"training_{args.which}_stage2.json" if args.stage2 else f"training_{args.which}_vs_torchmdnet.json"
+    out = ROOT / "data" / "benchmarks" / report_name
     out.write_text(json.dumps(result, indent=1))
     shipped = ROOT / "potentials" / f"{name}.safetensors"
     shutil.copyfile(ours["potential"], shipped)

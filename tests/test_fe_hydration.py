@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 import pytest
 
 pytest.importorskip("openmm")
 pytest.importorskip("rdkit")
 pytest.importorskip("pymbar")
+
+TINY = ("padding: 6.0\ncutoff_nm: 0.7\nelectrostatics: [1.0, 0.0]\nsterics: [1.0, 0.5, 0.0]\n"
+        "samples: 12\nsteps_per_sample: 20\nequilibration_steps: 50\n")  # fmt: skip
 
 
 def test_hydration_workflow_tiny(tmp_path):
@@ -22,16 +27,16 @@ def test_hydration_workflow_tiny(tmp_path):
 
     assert default_protocol().samples == 500
     protocol = tmp_path / "tiny.yaml"
-    protocol.write_text(
-        "padding: 6.0\ncutoff_nm: 0.7\nelectrostatics: [1.0, 0.0]\nsterics: [1.0, 0.5, 0.0]\n"
-        "samples: 12\nsteps_per_sample: 20\nequilibration_steps: 50\n"
-    )
+    protocol.write_text(TINY)
     out = tmp_path / "methane"
     argv = ["fe", "hydration", "C", "--protocol", str(protocol), "-o", str(out), "--no-progress"]
     assert main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["states"] == ["elec=1, vdw=1", "elec=0, vdw=1", "elec=0, vdw=0.5", "elec=0, vdw=0"]
     assert abs(summary["dG_hydration_kcal_per_mol"]) < 20 and summary["dG_hydration_error_kcal_per_mol"] > 0
+    assert summary["sampler"] == "windows" and "replica_exchange" not in summary
+    for leg in ("solvent", "vacuum"):
+        assert len(summary["ns_per_day_per_state"][leg]) == 4 and min(summary["ns_per_day_per_state"][leg]) > 0
     for leg in ("solvent", "vacuum"):
         for png in ("overlap.png", "convergence.png"):
             assert (out / leg / png).read_bytes()[:4] == b"\x89PNG"
@@ -43,6 +48,26 @@ def test_hydration_workflow_tiny(tmp_path):
     assert json.loads((out / "summary.json").read_text())["dG_hydration_kt"] == summary["dG_hydration_kt"]
 
 
+def test_hydration_with_replica_exchange_tiny(tmp_path):
+    from atomml.fe.hydration import HydrationProtocol, hydration_free_energy
+    from atomml.fe.sampling import read_u_kn
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY + "sampler: replica_exchange\n")
+    protocol = HydrationProtocol.from_yaml(path)
+    summary = hydration_free_energy("C", tmp_path / "methane", protocol, progress=False)
+    assert summary["sampler"] == "replica_exchange"
+    assert abs(summary["dG_hydration_kcal_per_mol"]) < 20 and summary["dG_hydration_error_kcal_per_mol"] > 0
+    for leg in ("solvent", "vacuum"):
+        assert read_u_kn(tmp_path / "methane" / leg)[1].tolist() == [12] * 4
+        exchange = summary["replica_exchange"][leg]
+        assert len(exchange["acceptance"]) == 3 and all(0 <= a <= 1 for a in exchange["acceptance"])
+        assert exchange["round_trips"] >= 0
+        assert min(summary["ns_per_day_per_state"][leg]) > 0
+    written = json.loads((tmp_path / "methane" / "summary.json").read_text())
+    assert written["replica_exchange"] == summary["replica_exchange"]
+
+
 def test_protocol_refuses_unknown_keys(tmp_path):
     from atomml.fe.hydration import HydrationProtocol
 
@@ -50,3 +75,32 @@ def test_protocol_refuses_unknown_keys(tmp_path):
     path.write_text("samplez: 3\n")
     with pytest.raises(ValueError, match="unknown protocol keys"):
         HydrationProtocol.from_yaml(path)
+    path.write_text("sampler: remd\n")
+    with pytest.raises(ValueError, match="sampler must be one of"):
+        HydrationProtocol.from_yaml(path)
+
+
+def test_ml_end_state_correction_tiny(tmp_path):
+    """MM -> ML correction on a tiny setting: runs both legs, writes the summary, resumes."""
+    import torch
+
+    import atomml
+    from atomml.fe.hydration import HydrationProtocol
+    from atomml.fe.mlmm import EndStateProtocol, end_state_correction
+    from atomml.models import create
+
+    torch.manual_seed(0)
+    potential = create("tensornet", elements=[1, 6], hidden_channels=8, num_layers=1, num_rbf=8, cutoff=4.0)
+    potential.energy_scale.fill_(0.01)  # a weak random ML solute keeps the tiny run well-behaved
+    path = atomml.save_potential(potential, tmp_path / "ch.safetensors")
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    protocol = HydrationProtocol.from_yaml(tmp_path / "tiny.yaml")
+    stages = EndStateProtocol(lambdas=(0.0, 0.5, 1.0), samples=4, steps_per_sample=5, equilibration_steps=10)
+    summary = end_state_correction("C", str(path), tmp_path / "methane", protocol, stages, progress=False)
+    assert summary["lambdas"] == [0.0, 0.5, 1.0] and summary["ddG_mm_to_ml_error_kcal_per_mol"] > 0
+    assert np.isfinite(summary["ddG_mm_to_ml_kcal_per_mol"])
+    assert min(summary["ns_per_day_per_window"]["solvent"]) > 0
+    again = end_state_correction("C", str(path), tmp_path / "methane", protocol, stages, progress=False)
+    assert again["ddG_mm_to_ml_kt"] == summary["ddG_mm_to_ml_kt"]
+    with pytest.raises(ValueError, match="from 0"):
+        EndStateProtocol(lambdas=(0.5, 1.0))

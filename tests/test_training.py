@@ -120,6 +120,17 @@ def test_same_result_with_seed(copper, tmp_path):
     assert _max_difference(a.potential, b.potential) == 0.0
 
 
+def test_second_stage_starts_from_the_first(copper, tmp_path):
+    first = Trainer(_config(tmp_path, "stage1", max_steps=4), train_data=copper)
+    first.fit()
+    saved = tmp_path / "stage1" / "potential.safetensors"
+    second = Trainer(_config(tmp_path, "stage2", init_from=str(saved), lr=1e-3), train_data=copper)
+    assert _max_difference(second.potential, atomml.load_potential(saved)) == 0.0
+    assert second.potential.metadata["initialised_from"] == str(saved)
+    with pytest.raises(ValueError, match="differ"):
+        Trainer(_config(tmp_path, "bad", init_from=str(saved), hyperparameters={**SMALL, "hidden_channels": 16}), train_data=copper)
+
+
 def test_config_yaml_errors(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("model: {architecture: tensornet, hidden: 3}\n")

@@ -1,1 +1,1 @@
-"""Free energies: estimators with diagnostics (more to come: alchemical states, sampling)."""
+"""Free energies: alchemical states, sampling (windows, replica exchange), estimators with diagnostics."""

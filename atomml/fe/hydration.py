@@ -2,8 +2,9 @@
 
 SMILES -> GAFF2/AM1-BCC with TIP3P (:func:`atomml.mm.solvated_molecule`) -> the solute
 decoupled in water (PME) and in vacuum through the same alchemical states
-(:mod:`atomml.fe.alchemy`) -> independent windows (:mod:`atomml.fe.sampling`, resumable) ->
-MBAR per leg with diagnostics and plots. dG_hyd = dF_decouple(vacuum) - dF_decouple(water).
+(:mod:`atomml.fe.alchemy`) -> independent windows or Hamiltonian replica exchange
+(:mod:`atomml.fe.sampling`, resumable; the protocol's ``sampler``) -> MBAR per leg with
+diagnostics and plots. dG_hyd = dF_decouple(vacuum) - dF_decouple(water).
 
 The protocol (temperature, states, sampling lengths) is a YAML file; the defaults are
 ``md/protocols/hydration.yaml``.
@@ -18,6 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+SAMPLERS = ("windows", "replica_exchange")
+# neighbouring states that swap less often than this are flagged: replicas barely travel
+MIN_ACCEPTANCE = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +39,11 @@ class HydrationProtocol:
     timestep_fs: float = 2.0
     friction_per_ps: float = 1.0
     seed: int = 0
+    sampler: str = "windows"  # or "replica_exchange"; samples = iterations for replica exchange
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str]) -> HydrationProtocol:
@@ -55,14 +65,11 @@ def default_protocol() -> HydrationProtocol:
     return HydrationProtocol.from_yaml(resource_folder("md") / "protocols" / "hydration.yaml")
 
 
-def _leg(setup: Any, protocol: HydrationProtocol, solvent: bool, folder: Path, schedule: Any, progress: bool) -> dict:
+def leg_system(setup: Any, protocol: HydrationProtocol, solvent: bool) -> tuple[Any, Any, Any]:
+    """(System, positions, box) of one leg before alchemical modification: PME and a Monte Carlo
+    barostat in water, no cutoff in vacuum (box None)."""
     import openmm
     from openmm import app, unit
-
-    from . import diagnostics
-    from .alchemy import alchemical_system, set_state
-    from .estimators import mbar
-    from .sampling import read_u_kn, sample_windows
 
     prmtop, inpcrd = app.AmberPrmtopFile(str(setup.prmtop)), app.AmberInpcrdFile(str(setup.inpcrd))
     system = prmtop.createSystem(
@@ -73,28 +80,46 @@ def _leg(setup: Any, protocol: HydrationProtocol, solvent: bool, folder: Path, s
         system.addForce(openmm.MonteCarloBarostat(1 * unit.bar, protocol.temperature * unit.kelvin))
         # NPT sampling, but u_kn is evaluated without pV: the volume changes with the state only
         # through the solute, whose pV difference is negligible next to kT at 1 bar
+    return system, inpcrd.positions, inpcrd.boxVectors if solvent else None
+
+
+def _leg(setup: Any, protocol: HydrationProtocol, solvent: bool, folder: Path, schedule: Any, progress: bool) -> dict:
+    from . import diagnostics
+    from .alchemy import alchemical_system, set_state
+    from .estimators import mbar
+    from .sampling import (read_u_kn, replica_exchange_statistics, sample_replica_exchange, sample_windows,
+                           sampling_speed)
+
+    system, positions, box = leg_system(setup, protocol, solvent)
     alchemical = alchemical_system(system, setup.molecule_atoms)
-    sample_windows(
-        alchemical, inpcrd.positions, schedule.states, set_state, folder, temperature=protocol.temperature,
+    sampler = sample_replica_exchange if protocol.sampler == "replica_exchange" else sample_windows
+    sampler(
+        alchemical, positions, schedule.states, set_state, folder, temperature=protocol.temperature,
         samples=protocol.samples, steps_per_sample=protocol.steps_per_sample,
         equilibration_steps=protocol.equilibration_steps, timestep_fs=protocol.timestep_fs,
-        friction_per_ps=protocol.friction_per_ps, box=inpcrd.boxVectors if solvent else None,
-        seed=protocol.seed, progress=progress,
+        friction_per_ps=protocol.friction_per_ps, box=box, seed=protocol.seed, progress=progress,
     )  # fmt: skip
     u_kn, n_k = read_u_kn(folder)
     result = mbar(u_kn, n_k, protocol.temperature)
     convergence = diagnostics.forward_reverse(u_kn, n_k, protocol.temperature)
     diagnostics.plot_overlap(result, folder / "overlap.png")
     diagnostics.plot_convergence(convergence, folder / "convergence.png", protocol.temperature)
-    return {"result": result.result, "neighbour_overlaps": result.neighbour_overlaps.tolist(),
-            "convergence": convergence, "samples_per_state": n_k.tolist()}  # fmt: skip
+    speed = sampling_speed(folder)
+    leg = {"result": result.result, "neighbour_overlaps": result.neighbour_overlaps.tolist(),
+           "convergence": convergence, "samples_per_state": n_k.tolist(),
+           "ns_per_day_per_state": [None if np.isnan(v) else float(v) for v in speed]}  # fmt: skip
+    if protocol.sampler == "replica_exchange":
+        stats = replica_exchange_statistics(folder)
+        leg["replica_exchange"] = {"acceptance": [None if np.isnan(a) else float(a) for a in stats["acceptance"]],
+                                   "round_trips": stats["round_trips"]}  # fmt: skip
+    return leg
 
 
 def hydration_free_energy(smiles: str, folder: str | os.PathLike[str], protocol: HydrationProtocol | None = None,
                           progress: bool = True) -> dict:  # fmt: skip
     """Run (or resume) both legs and return the summary (also written to ``summary.json``)."""
     from ..mm import solvated_molecule
-    from ..units import KCAL_TO_KJ
+    from ..units import KCAL_TO_KJ, NS_PER_FS
     from .alchemy import Schedule
 
     protocol = protocol or default_protocol()
@@ -111,17 +136,24 @@ def hydration_free_energy(smiles: str, folder: str | os.PathLike[str], protocol:
     for name, leg in (("solvent", water), ("vacuum", gas)):
         if not leg["convergence"]["converged"]:
             flags.append(f"{name}: {leg['convergence']['why']}")
+        for k, a in enumerate(leg.get("replica_exchange", {}).get("acceptance", [])):
+            if a is not None and a < MIN_ACCEPTANCE:
+                flags.append(f"{name}: replica exchange between states {k} and {k + 1} accepted {a:.1%} of swaps "
+                             f"(< {MIN_ACCEPTANCE:.0%}): add states between them")  # fmt: skip
     simulated_ns = len(schedule) * (protocol.samples * protocol.steps_per_sample + protocol.equilibration_steps) \
-        * protocol.timestep_fs * 1e-6  # fmt: skip
+        * protocol.timestep_fs * NS_PER_FS  # fmt: skip
     summary = {
         "smiles": smiles, "temperature_K": protocol.temperature,
         "dG_hydration_kt": value, "dG_hydration_error_kt": error,
         "dG_hydration_kcal_per_mol": value * kt_kcal, "dG_hydration_error_kcal_per_mol": error * kt_kcal,
         "dF_decouple_solvent_kt": fw.value_kt, "dF_decouple_vacuum_kt": fv.value_kt,
         "states": [s.name for s in schedule.states], "samples_per_state": protocol.samples,
-        "simulated_ns_per_leg": simulated_ns,
+        "simulated_ns_per_leg": simulated_ns, "sampler": protocol.sampler,
+        "ns_per_day_per_state": {"solvent": water["ns_per_day_per_state"], "vacuum": gas["ns_per_day_per_state"]},
         "neighbour_overlaps": {"solvent": water["neighbour_overlaps"], "vacuum": gas["neighbour_overlaps"]},
         "flags": flags, "protocol": dataclasses.asdict(protocol),
     }  # fmt: skip
+    if protocol.sampler == "replica_exchange":
+        summary["replica_exchange"] = {"solvent": water["replica_exchange"], "vacuum": gas["replica_exchange"]}
     (folder / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary

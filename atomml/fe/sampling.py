@@ -1,25 +1,46 @@
-"""Independent-window sampling of a list of thermodynamic states, collecting u_kn, resumable.
+"""Sampling a list of thermodynamic states for MBAR, resumable: independent windows or
+Hamiltonian replica exchange.
 
-For each state k (a window) the System is simulated at that state; every ``steps_per_sample``
-steps the reduced potential of the current configuration is evaluated in *every* state
-(u = U / kT; NVT) and appended as one row to the window's sample file. That gives MBAR's
-u_kn. Storage per window, in ``folder``:
+Both samplers run Langevin dynamics (LangevinMiddle, NVT; NPT if the System holds a barostat)
+and every ``steps_per_sample`` steps evaluate the reduced potential of the configuration that
+was just sampled in state k in *every* state (u = U / kT). That row goes to state k's sample
+file, which gives MBAR's u_kn with samples grouped by the state that drew them, whichever
+sampler drew them. Storage in ``folder``, shared by the two samplers:
 
-- ``window_K.u``: raw float64 rows of length K, appended and flushed sample by sample,
-  readable while the run goes on (:func:`read_u_kn`),
-- ``window_K.state.xml`` (positions, velocities, box) and ``window_K.json`` (samples done,
-  bytes of the sample file), both replaced atomically after each checkpoint.
+- ``run.json``: the settings; a folder holding another run (other settings or sampler) is refused,
+- ``window_K.u``: raw float64 rows of length K for state K, appended and flushed sample by
+  sample, readable while the run goes on (:func:`read_u_kn`).
 
-Running again resumes every window from its checkpoint: the sample file is cut back to the
-recorded size (a sample half-written at a kill is dropped) and sampling continues; a larger
-``samples`` extends a finished run. With the default ``checkpoint_every=1`` no completed
-sample is lost; with a larger value, samples after the last checkpoint are drawn again.
+:func:`sample_windows` simulates each state on its own. Its checkpoint per window is
+``window_K.state.xml`` (positions, velocities, box) and ``window_K.json`` (samples done, bytes
+of the sample file, time spent in dynamics), replaced atomically after each checkpoint.
+
+:func:`sample_replica_exchange` runs K replicas, one per state, side by side. Each iteration
+propagates every replica in its state, evaluates every replica in every state, then attempts
+Metropolis swaps of the configurations (positions, velocities, box) between neighbouring
+states: pairs (0, 1), (2, 3), ... on even iterations and (1, 2), (3, 4), ... on odd ones.
+It adds ``replicas.i32`` (int32 rows of length K: which replica sits in each state after the
+iteration's swaps), ``exchanges.i8`` (int8 rows of length K - 1 per neighbouring pair: -1 not
+attempted, 0 rejected, 1 accepted) and ``replica_exchange.npz``, the checkpoint (every
+replica's configuration, the permutation, the sizes of the files above, the OpenMM context
+checkpoint with its random-number state), replaced atomically after every iteration.
+:func:`replica_exchange_statistics` gives acceptance rates and round trips.
+
+Running again resumes from the checkpoint: the files are cut back to their recorded sizes (a
+sample half-written at a kill is dropped) and sampling continues; a larger ``samples`` extends
+a finished run. Replica exchange restores the integrator's random-number state as well, so a
+resumed run draws exactly the samples an uninterrupted one would (on the same platform and
+machine; a Monte Carlo barostat's adaptive step size is not part of OpenMM's checkpoint).
+
+:func:`sampling_speed` reports each state's simulation speed (ns/day) from the wall time spent
+in dynamics.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +48,8 @@ from typing import Any
 import numpy as np
 
 from .. import units
+
+REPLICA_EXCHANGE_CHECKPOINT = "replica_exchange.npz"
 
 
 def _kt_kj_per_mol(temperature: float) -> float:
@@ -37,6 +60,44 @@ def _replace(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def _claim(folder: Path, settings: dict) -> None:
+    """Record the run's settings in ``folder``, refusing a folder that holds another run."""
+    info = folder / "run.json"
+    if info.exists() and json.loads(info.read_text()) != settings:
+        raise ValueError(f"{folder} holds a run with other settings ({info.read_text()}); use another folder")
+    _replace(info, json.dumps(settings))
+
+
+def _context(system: Any, temperature: float, friction_per_ps: float, timestep_fs: float, seed: int,
+             platform: str | None) -> tuple[Any, Any]:  # fmt: skip
+    import openmm
+    from openmm import unit
+
+    integrator = openmm.LangevinMiddleIntegrator(
+        temperature * unit.kelvin, friction_per_ps / unit.picosecond, timestep_fs * unit.femtosecond
+    )
+    integrator.setRandomNumberSeed(seed)  # read when the Context is created, not afterwards
+    args = () if platform is None else (openmm.Platform.getPlatformByName(platform),)
+    return openmm.Context(system, integrator, *args), integrator
+
+
+def _reduced_row(context: Any, states: Sequence[Any], set_state: Callable[[Any, Any], None], kt: float) -> np.ndarray:
+    """The reduced potential of the context's configuration in every state (leaves the last set)."""
+    from openmm import unit
+
+    u = np.empty(len(states))
+    for m, other in enumerate(states):
+        set_state(context, other)
+        u[m] = context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole) / kt
+    return u
+
+
+def _ns_per_day(steps: np.ndarray, seconds: np.ndarray, timestep_fs: float) -> np.ndarray:
+    steps, seconds = np.asarray(steps, dtype=float), np.asarray(seconds, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(seconds > 0, steps * timestep_fs * units.NS_PER_FS / seconds * units.SECONDS_PER_DAY, np.nan)
 
 
 def sample_windows(
@@ -57,7 +118,10 @@ def sample_windows(
     checkpoint_every: int = 1,
     progress: bool = True,
 ) -> Path:
-    """Sample every state in turn (LangevinMiddle, NVT); returns ``folder``. Resumable."""
+    """Sample every state in turn (LangevinMiddle, NVT); returns ``folder``. Resumable.
+
+    With the default ``checkpoint_every=1`` no completed sample is lost at a kill; with a larger
+    value, samples after the last checkpoint are drawn again."""
     import openmm
     from openmm import unit
     from tqdm import tqdm
@@ -66,29 +130,21 @@ def sample_windows(
     folder.mkdir(parents=True, exist_ok=True)
     kt = _kt_kj_per_mol(temperature)
     n_states = len(states)
-    settings = {"n_states": n_states, "temperature": temperature, "steps_per_sample": steps_per_sample,
-                "timestep_fs": timestep_fs, "friction_per_ps": friction_per_ps, "seed": seed}  # fmt: skip
-    info = folder / "run.json"
-    if info.exists() and json.loads(info.read_text()) != settings:
-        raise ValueError(f"{folder} holds a run with other settings ({info.read_text()}); use another folder")
-    _replace(info, json.dumps(settings))
-    args = () if platform is None else (openmm.Platform.getPlatformByName(platform),)
+    _claim(folder, {"n_states": n_states, "temperature": temperature, "steps_per_sample": steps_per_sample,
+                    "timestep_fs": timestep_fs, "friction_per_ps": friction_per_ps, "seed": seed})  # fmt: skip
     with tqdm(total=n_states * samples, unit="sample", disable=not progress, desc="windows") as bar:
         for k, state in enumerate(states):
-            integrator = openmm.LangevinMiddleIntegrator(
-                temperature * unit.kelvin, friction_per_ps / unit.picosecond, timestep_fs * unit.femtosecond
-            )
-            integrator.setRandomNumberSeed(seed + 1000 * k + 1)
-            context = openmm.Context(system, integrator, *args)
             rows, meta_path, xml_path = folder / f"window_{k}.u", folder / f"window_{k}.json", folder / f"window_{k}.state.xml"
-            done = 0
-            if meta_path.exists():
-                meta = json.loads(meta_path.read_text())
-                done = int(meta["samples"])
+            meta = json.loads(meta_path.read_text()) if meta_path.exists() else None
+            done = int(meta["samples"]) if meta else 0
+            seconds, steps = (meta.get("dynamics_seconds", 0.0), meta.get("dynamics_steps", 0)) if meta else (0.0, 0)
+            # a resumed window gets a fresh random stream
+            context, integrator = _context(system, temperature, friction_per_ps, timestep_fs,
+                                           seed + 1000 * k + 1 + done, platform)  # fmt: skip
+            if meta:
                 with open(rows, "r+b") as f:
                     f.truncate(meta["bytes"])
                 context.setState(openmm.XmlSerializer.deserialize(xml_path.read_text()))
-                integrator.setRandomNumberSeed(seed + 1000 * k + 1 + done)  # a fresh stream after resume
             else:
                 rows.unlink(missing_ok=True)
                 if box is not None:
@@ -97,17 +153,17 @@ def sample_windows(
                 set_state(context, state)
                 openmm.LocalEnergyMinimizer.minimize(context, 1.0, 200)
                 context.setVelocitiesToTemperature(temperature * unit.kelvin, seed + k + 1)
+                start = time.perf_counter()
                 integrator.step(equilibration_steps)
+                seconds, steps = seconds + time.perf_counter() - start, steps + equilibration_steps
             bar.update(min(done, samples))
             with open(rows, "ab") as out:
                 for n in range(done, samples):
                     set_state(context, state)
+                    start = time.perf_counter()
                     integrator.step(steps_per_sample)
-                    u = np.empty(n_states)
-                    for m, other in enumerate(states):
-                        set_state(context, other)
-                        energy = context.getState(getEnergy=True).getPotentialEnergy()
-                        u[m] = energy.value_in_unit(unit.kilojoule_per_mole) / kt
+                    seconds, steps = seconds + time.perf_counter() - start, steps + steps_per_sample
+                    u = _reduced_row(context, states, set_state, kt)
                     set_state(context, state)
                     out.write(u.tobytes())
                     out.flush()
@@ -115,13 +171,14 @@ def sample_windows(
                     if (n + 1) % checkpoint_every == 0 or n + 1 == samples:
                         _replace(xml_path, openmm.XmlSerializer.serialize(
                             context.getState(getPositions=True, getVelocities=True)))  # fmt: skip
-                        _replace(meta_path, json.dumps({"samples": n + 1, "bytes": out.tell()}))
+                        meta = {"samples": n + 1, "bytes": out.tell(), "dynamics_seconds": seconds, "dynamics_steps": steps}
+                        _replace(meta_path, json.dumps(meta))
             del context, integrator
     return folder
 
 
 def read_u_kn(folder: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(u_kn (K, N), N_k): every complete sample recorded so far, grouped by window."""
+    """(u_kn (K, N), N_k): every complete sample recorded so far, grouped by state."""
     folder = Path(folder)
     n_states = json.loads((folder / "run.json").read_text())["n_states"]
     blocks, n_k = [], []
@@ -132,3 +189,219 @@ def read_u_kn(folder: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
         blocks.append(data)
         n_k.append(len(data))
     return np.concatenate(blocks).T if blocks else np.empty((n_states, 0)), np.array(n_k)
+
+
+def sampling_speed(folder: str | os.PathLike[str]) -> np.ndarray:
+    """Simulation speed of each state (ns/day of dynamics, equilibration included; NaN where
+    no dynamics is recorded yet), from either sampler's checkpoints."""
+    folder = Path(folder)
+    settings = json.loads((folder / "run.json").read_text())
+    n_states = settings["n_states"]
+    if settings.get("sampler") == "replica_exchange":
+        path = folder / REPLICA_EXCHANGE_CHECKPOINT
+        meta = _load_checkpoint(path)["meta"] if path.exists() else {}
+        seconds = meta.get("dynamics_seconds", [0.0] * n_states)
+        steps = meta.get("dynamics_steps", [0] * n_states)
+    else:
+        seconds, steps = np.zeros(n_states), np.zeros(n_states)
+        for k in range(n_states):
+            path = folder / f"window_{k}.json"
+            if path.exists():
+                meta = json.loads(path.read_text())
+                seconds[k], steps[k] = meta.get("dynamics_seconds", 0.0), meta.get("dynamics_steps", 0)
+    return _ns_per_day(steps, seconds, settings["timestep_fs"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Hamiltonian replica exchange
+
+
+def _save_checkpoint(path: Path, meta: dict, **arrays: np.ndarray) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
+    os.replace(tmp, path)  # the commit point: everything in it belongs to one iteration
+
+
+def _load_checkpoint(path: Path) -> dict:
+    with np.load(path, allow_pickle=False) as data:
+        out = {key: data[key] for key in data.files}
+    out["meta"] = json.loads(out["meta"].item())
+    return out
+
+
+def _exchange(u: np.ndarray, replica_of_state: np.ndarray, iteration: int, rng: np.random.Generator) -> np.ndarray:
+    """Metropolis swaps between neighbouring states, even pairs on even iterations and odd pairs
+    on odd ones. ``u[r, k]``: reduced potential of replica r in state k. Updates
+    ``replica_of_state`` in place; returns per pair -1 (not attempted), 0 (rejected), 1 (accepted)."""
+    n_states = len(replica_of_state)
+    outcome = np.full(max(n_states - 1, 0), -1, dtype=np.int8)
+    for k in range(iteration % 2, n_states - 1, 2):
+        a, b = replica_of_state[k], replica_of_state[k + 1]
+        # acceptance min(1, exp(-delta)) keeps the product of the states' Boltzmann weights
+        delta = u[a, k + 1] + u[b, k] - u[a, k] - u[b, k + 1]
+        draw = rng.random()  # drawn for every attempt, so the stream does not depend on outcomes
+        accepted = bool(delta <= 0.0 or draw < np.exp(-delta))
+        outcome[k] = accepted
+        if accepted:
+            replica_of_state[k], replica_of_state[k + 1] = b, a
+    return outcome
+
+
+def sample_replica_exchange(
+    system: Any,
+    positions: Any,
+    states: Sequence[Any],
+    set_state: Callable[[Any, Any], None],
+    folder: str | os.PathLike[str],
+    temperature: float = 300.0,
+    samples: int = 100,
+    steps_per_sample: int = 250,
+    equilibration_steps: int = 1000,
+    timestep_fs: float = 2.0,
+    friction_per_ps: float = 1.0,
+    box: Any = None,
+    platform: str | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    callback: Callable[[int], None] | None = None,
+) -> Path:
+    """Hamiltonian replica exchange over ``states`` (see module doc); returns ``folder``.
+
+    ``samples`` iterations, each giving one sample per state; every replica is first minimised
+    and equilibrated (``equilibration_steps``) in its own state. One OpenMM Context serves all
+    replicas in turn. The swaps use a generator seeded by (``seed``, iteration), so a run is
+    reproducible. ``callback(iterations_done)`` is called after each iteration's checkpoint.
+    Resumable; checkpoints after every iteration."""
+    import openmm
+    from openmm import unit
+    from tqdm import tqdm
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    kt = _kt_kj_per_mol(temperature)
+    n_states = len(states)
+    _claim(folder, {"sampler": "replica_exchange", "n_states": n_states, "temperature": temperature,
+                    "steps_per_sample": steps_per_sample, "timestep_fs": timestep_fs,
+                    "friction_per_ps": friction_per_ps, "seed": seed})  # fmt: skip
+    context, integrator = _context(system, temperature, friction_per_ps, timestep_fs, seed + 1, platform)
+    files = [folder / f"window_{k}.u" for k in range(n_states)] + [folder / "replicas.i32", folder / "exchanges.i8"]
+    checkpoint = folder / REPLICA_EXCHANGE_CHECKPOINT
+
+    def load(r: int) -> None:
+        context.setPeriodicBoxVectors(*(openmm.Vec3(*v) for v in boxes[r]))
+        context.setPositions(coords[r])
+        context.setVelocities(velocities[r])
+
+    def store(r: int) -> None:
+        state = context.getState(getPositions=True, getVelocities=True)
+        coords[r] = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+        velocities[r] = state.getVelocities(asNumpy=True).value_in_unit(unit.nanometer / unit.picosecond)
+        boxes[r] = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)
+
+    def commit(done: int, sizes: list[int]) -> None:
+        meta = {"samples": done, "bytes": sizes, "dynamics_seconds": seconds.tolist(), "dynamics_steps": steps.tolist()}
+        _save_checkpoint(checkpoint, meta, positions=coords, velocities=velocities, boxes=boxes,
+                         replica_of_state=replica_of_state,
+                         context=np.frombuffer(context.createCheckpoint(), dtype=np.uint8))  # fmt: skip
+
+    if checkpoint.exists():
+        saved = _load_checkpoint(checkpoint)
+        meta = saved["meta"]
+        done = int(meta["samples"])
+        seconds, steps = np.array(meta["dynamics_seconds"]), np.array(meta["dynamics_steps"])
+        coords, velocities, boxes = saved["positions"], saved["velocities"], saved["boxes"]
+        replica_of_state = saved["replica_of_state"]
+        context.loadCheckpoint(saved["context"].tobytes())  # the integrator's random-number state
+        for path, size in zip(files, meta["bytes"]):
+            with open(path, "r+b") as f:
+                f.truncate(size)
+    else:
+        for path in files:
+            path.unlink(missing_ok=True)
+        n_atoms = system.getNumParticles()
+        coords, velocities = np.zeros((n_states, n_atoms, 3)), np.zeros((n_states, n_atoms, 3))
+        boxes = np.zeros((n_states, 3, 3))
+        seconds, steps = np.zeros(n_states), np.zeros(n_states, dtype=np.int64)
+        for k, state in enumerate(states):
+            if box is not None:
+                context.setPeriodicBoxVectors(*box)
+            context.setPositions(positions)
+            set_state(context, state)
+            openmm.LocalEnergyMinimizer.minimize(context, 1.0, 200)
+            context.setVelocitiesToTemperature(temperature * unit.kelvin, seed + k + 1)
+            start = time.perf_counter()
+            integrator.step(equilibration_steps)
+            seconds[k] += time.perf_counter() - start
+            steps[k] += equilibration_steps
+            store(k)
+        replica_of_state = np.arange(n_states, dtype=np.int32)
+        done = 0
+        commit(0, [0] * len(files))
+
+    outs = [open(path, "ab") for path in files]
+    try:
+        bar = tqdm(total=samples, initial=min(done, samples), unit="iteration", disable=not progress, desc="replicas")
+        with bar:
+            for n in range(done, samples):
+                u = np.empty((n_states, n_states))  # u[replica, state]
+                for k, state in enumerate(states):
+                    r = replica_of_state[k]
+                    load(r)
+                    set_state(context, state)
+                    start = time.perf_counter()
+                    integrator.step(steps_per_sample)
+                    seconds[k] += time.perf_counter() - start
+                    steps[k] += steps_per_sample
+                    store(r)
+                    u[r] = _reduced_row(context, states, set_state, kt)
+                for k in range(n_states):  # the sample each state drew, before the swaps
+                    outs[k].write(u[replica_of_state[k]].tobytes())
+                outcome = _exchange(u, replica_of_state, n, np.random.default_rng([seed, n]))
+                outs[-2].write(replica_of_state.astype(np.int32).tobytes())
+                outs[-1].write(outcome.tobytes())
+                for out in outs:
+                    out.flush()
+                commit(n + 1, [out.tell() for out in outs])
+                bar.update(1)
+                if callback is not None:
+                    callback(n + 1)
+    finally:
+        for out in outs:
+            out.close()
+    return folder
+
+
+def _round_trips(replica_of_state: np.ndarray) -> int:
+    """Completed trips 0 -> K-1 -> 0 of all replicas; ``replica_of_state`` (iterations, K) after
+    each iteration's swaps, replica k starting in state k."""
+    n_states = replica_of_state.shape[1]
+    if n_states < 2:
+        return 0
+    history = np.vstack([np.arange(n_states), replica_of_state])
+    state_of_replica = np.argsort(history, axis=1)  # the inverse permutation of each row
+    trips = 0
+    for r in range(n_states):
+        ends = [s for s in state_of_replica[:, r] if s in (0, n_states - 1)]
+        visits = [e for i, e in enumerate(ends) if i == 0 or e != ends[i - 1]]  # alternating 0, K-1, 0, ...
+        if visits and visits[0] != 0:
+            visits = visits[1:]
+        trips += max(len(visits) - 1, 0) // 2
+    return trips
+
+
+def replica_exchange_statistics(folder: str | os.PathLike[str]) -> dict:
+    """What replica exchange recorded so far: ``replica_of_state`` (iterations, K), per
+    neighbouring pair ``attempts`` and ``acceptance`` (accepted / attempted, NaN before the
+    first attempt), and ``round_trips`` (0 -> K-1 -> 0, summed over replicas)."""
+    folder = Path(folder)
+    n_states = json.loads((folder / "run.json").read_text())["n_states"]
+    perm = np.fromfile(folder / "replicas.i32", dtype=np.int32)
+    flags = np.fromfile(folder / "exchanges.i8", dtype=np.int8)
+    n = min(perm.size // n_states, flags.size // max(n_states - 1, 1)) if n_states > 1 else perm.size // n_states
+    perm = perm[: n * n_states].reshape(n, n_states)
+    flags = flags[: n * (n_states - 1)].reshape(n, n_states - 1)
+    attempts = (flags >= 0).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        acceptance = np.where(attempts > 0, (flags == 1).sum(axis=0) / np.maximum(attempts, 1), np.nan)
+    return {"replica_of_state": perm, "attempts": attempts, "acceptance": acceptance, "round_trips": _round_trips(perm)}

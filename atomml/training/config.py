@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 SECTIONS = {
-    "model": ("architecture", "hyperparameters", "name", "description"),
+    "model": ("architecture", "hyperparameters", "name", "description", "init_from"),
     "data": ("train", "valid", "test_sets", "split_by", "valid_fraction", "test_fraction", "split_seed", "cache", "report_by"),
     "loss": ("energy_weight", "forces_weight", "stress_weight"),
     "optimizer": (
@@ -52,6 +52,7 @@ class TrainConfig:
     hyperparameters: dict[str, Any] = dataclasses.field(default_factory=dict)
     name: str = "potential"
     description: str = ""
+    init_from: str | None = None  # start from this potential's weights (fine-tuning, a second stage)
     # data
     train: str = ""
     valid: str | None = None
@@ -93,6 +94,14 @@ class TrainConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
+        # YAML 1.1 reads "1e-06" (no dot) as a string: numbers are converted here, by field type
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, str) and f.type in ("float", "float | None", "int", "int | None"):
+                try:
+                    setattr(self, f.name, (float if f.type.startswith("float") else int)(value))
+                except ValueError:
+                    raise ValueError(f"config key {f.name!r} must be a number, got {value!r}") from None
         if self.scheduler not in ("plateau", "cosine", "constant"):
             raise ValueError(f"scheduler must be 'plateau', 'cosine' or 'constant', got {self.scheduler!r}")
         if self.scheduler == "cosine" and not self.max_steps:
@@ -121,7 +130,7 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown config key(s) {unknown}; sections and keys: {SECTIONS}")
         if base is not None:
-            for key in ("train", "valid"):
+            for key in ("train", "valid", "init_from"):
                 if flat.get(key):
                     flat[key] = _resolve(flat[key], Path(base))
             if flat.get("test_sets"):

@@ -81,15 +81,31 @@ def evaluate(potential: Potential, dataset: Dataset, batch_size: int = 32) -> tu
     return errors(dataset, prediction), prediction
 
 
-def parity_plot(dataset: Dataset, prediction: dict[str, np.ndarray], path: str | os.PathLike[str], title: str = "") -> Path:
-    """PNG with predicted vs reference energy per atom, force components and (if labelled) stress."""
+def parity_plot(
+    dataset: Dataset,
+    prediction: dict[str, np.ndarray],
+    path: str | os.PathLike[str],
+    title: str = "",
+    atomic_energies: dict[int, float] | None = None,
+) -> Path:
+    """PNG with predicted vs reference energy per atom, force components and (if labelled) stress.
+
+    With ``atomic_energies`` (eV per element) their sum is taken off both energies, so the plot
+    shows the part of the energy the network fits rather than the element references.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     n = dataset.num_atoms
-    panels = [("energy per atom (eV)", np.asarray(dataset.energy) / n, prediction["energy"] / n)]
+    baseline = np.zeros(len(dataset))
+    label = "energy per atom (eV)"
+    if atomic_energies:
+        per_atom = np.vectorize(lambda z: atomic_energies.get(int(z), 0.0))(np.asarray(dataset.numbers))
+        baseline = np.add.reduceat(per_atom, np.asarray(dataset.offsets[:-1])) if len(per_atom) else baseline
+        label = "energy per atom − element refs (eV)"
+    panels = [(label, (np.asarray(dataset.energy) - baseline) / n, (prediction["energy"] - baseline) / n)]
     panels.append(("force component (eV/Å)", np.asarray(dataset.forces).ravel(), prediction["forces"].ravel()))
     if np.isfinite(prediction["stress"]).any() and np.isfinite(np.asarray(dataset.stress)).any():
         panels.append(("stress component (eV/Å³)", np.asarray(dataset.stress).ravel(), prediction["stress"].ravel()))

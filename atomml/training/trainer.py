@@ -140,6 +140,8 @@ class Trainer:
             extra = sorted(set(data.elements) - set(elements))
             if extra:
                 raise ValueError(f"{name} data has elements Z={extra} that the training data lacks")
+        if c.init_from:
+            return self._build_from(c.init_from, elements)
         forces = np.asarray(self.train_data.forces)
         scale = float(np.sqrt(np.nanmean(forces**2))) if np.isfinite(forces).any() else 1.0
         potential = create(
@@ -150,6 +152,26 @@ class Trainer:
             metadata={"name": c.name, "description": c.description},
             **hyper,
         )
+        return potential.to(device=self.device, dtype=self.dtype)
+
+    def _build_from(self, path: str, elements: list[int]) -> Potential:
+        """The weights, reference energies and scale of an earlier potential (a second stage)."""
+        from ..potential_file import load_potential
+
+        c = self.config
+        potential = load_potential(path)
+        if potential.architecture != c.architecture or sorted(potential.elements) != sorted(elements):
+            raise ValueError(
+                f"init_from {path}: a {potential.architecture} for Z={potential.elements} cannot start a "
+                f"{c.architecture} run for Z={elements}"
+            )
+        given = {k: v for k, v in c.hyperparameters.items() if k != "elements"}
+        differ = sorted(k for k, v in given.items() if potential.hyperparameters.get(k) != v)
+        if differ:
+            raise ValueError(f"init_from {path}: hyperparameters {differ} differ from the config's; the weights fix them")
+        for p in potential.parameters():
+            p.requires_grad_(True)
+        potential.metadata = {"name": c.name, "description": c.description, "initialised_from": str(path)}
         return potential.to(device=self.device, dtype=self.dtype)
 
     # -- the loop -----------------------------------------------------------------------------
@@ -190,6 +212,9 @@ class Trainer:
             if bar is not None:
                 bar.close()
             self._restore_signal_handlers()
+        history = self.state["history"]
+        if self.state["stopped"] != "interrupted" and (not history or history[-1]["step"] != self.state["step"]):
+            self._validate()  # the last weights compete for "best" too
         self._save_checkpoint()
         return self.finish()
 
@@ -348,7 +373,8 @@ class Trainer:
                     g: errors(data, {k: v[_rows(data, groups == g, k)] for k, v in prediction.items()}, np.nonzero(groups == g)[0])
                     for g in sorted(set(groups))
                 }
-            parity_plot(data, prediction, self.output / f"parity_{name}.png", title=f"{c.name}: {name}")
+            references = dict(zip(potential.elements, potential.atomic_energies.tolist()))
+            parity_plot(data, prediction, self.output / f"parity_{name}.png", title=f"{c.name}: {name}", atomic_energies=references)
         potential.metadata.update(
             {
                 "training": {k: v for k, v in report.items() if k != "test"},
@@ -400,6 +426,7 @@ class Trainer:
         self.best_state = data["best"] or None
         self.optimizer.load_state_dict(data["optimizer"])
         self.plateau.load_state_dict(data["plateau"])
+        self.plateau.min_lrs = [float(self.config.min_lr)] * len(self.optimizer.param_groups)  # the config's, as a number
         self.state = json.loads(data["state"])
         if self.state["stopped"] in ("interrupted", "max_steps", "max_minutes"):
             self.state["stopped"] = ""  # a limit of the previous invocation, not of this one
