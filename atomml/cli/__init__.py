@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     hyd.add_argument("smiles", help="the molecule as SMILES")
     hyd.add_argument("--protocol", default=None, help="YAML protocol (default: md/protocols/hydration.yaml)")
     hyd.add_argument("--output", "-o", default="runs/hydration", help="folder for set-up, samples, plots, summary")
+    hyd.add_argument("--ml-potential", default=None,
+                     help="also the ML/MM value: MM->ML end-state correction with this atomml potential")
     hyd.add_argument("--no-progress", action="store_true")
     hyd.set_defaults(func=commands.fe_hydration)
 
@@ -59,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=commands.train)
 
     demo = sub.add_parser("demo", help="the main job: a short MD run with a shipped potential")
-    demo.add_argument("--steps", type=int, default=2000)
+    demo.add_argument("--steps", type=int, default=4000)
     demo.add_argument("--output", default="runs/demo", help="folder for the trajectory and log")
     demo.add_argument("--no-progress", action="store_true")
     demo.set_defaults(func=commands.demo)
