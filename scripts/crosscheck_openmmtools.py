@@ -98,7 +98,7 @@ def energy_check(smiles: str, work: Path, protocol, md_steps: int) -> dict:
     energies = {name: [] for name in variants}  # [configuration][state], kJ/mol
     original_energies = []
     for xyz, cell in configurations.values():
-        for name, c in list(contexts.items()) + [("original", original)]:
+        for _name, c in list(contexts.items()) + [("original", original)]:
             c.setPeriodicBoxVectors(*(openmm.Vec3(*v) for v in cell))
             c.setPositions(xyz)
         original_energies.append(original.getState(getEnergy=True).getPotentialEnergy().value_in_unit(KJ))

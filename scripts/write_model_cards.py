@@ -1,0 +1,152 @@
+"""Write the model cards of the shipped potentials from what their training measured.
+
+    .venv/bin/python scripts/write_model_cards.py
+
+For each shipped potential trained by ``scripts/train_shipped_potentials.py``, the card
+(``potentials/<name>.md``) gets the data, architecture and size from the file's header, the
+test errors the trainer measured (also in the header), the side-by-side comparison with
+torchmd-net (``data/benchmarks/training_<which>_vs_torchmdnet.json``), the second stage if there
+was one, and a speed measured here (energy + forces per MD step, one structure, 2 threads).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import atomml
+from atomml.units import NS_PER_FS, SECONDS_PER_DAY
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CARDS = {
+    "tensornet-organic-gfn2": {
+        "which": "organic",
+        "summary": "TensorNet for small organic molecules (H, C, N, O, F, S, Cl; neutral, anions and cations via "
+        "`atoms.info['charge']`), trained to reproduce GFN2-xTB (tblite 0.8). It is an xTB surrogate, not a "
+        "DFT-quality potential: it inherits GFN2-xTB's errors.",
+        "data": "`scripts/generate_organic_data.py --seed 0`: 175 training molecules (up to 25 atoms, 11 of them "
+        "charged), 2 RDKit conformers each, frames from GFN2-xTB Langevin MD at 300 K and 600 K (0.5 fs) and "
+        "random displacements: 9,100 structures. Split by structure (seed 0): 90 % training, 5 % validation, "
+        "5 % held-out conformations. 12 further molecules (624 structures) are held out entirely, among them "
+        "paracetamol, the molecule of the main job.",
+        "speed_structure": ("md/structures/paracetamol.extxyz", 0.5),
+        "use": "MD of small organic molecules in vacuum near room temperature (0.5 fs steps), ML/MM with "
+        "`MLPotential('atomml', potential='tensornet-organic-gfn2')`. Not for condensed phases of ML "
+        "molecules (no intermolecular training data), radicals, metals or elements beyond the seven above.",
+    },
+    "tensornet-metals-emt": {
+        "which": "metals",
+        "summary": "TensorNet for fcc Cu, Ag, Au, Ni, Pd, Pt, Al and their binary alloys, bulk and surfaces, "
+        "with stress, trained to reproduce ASE's EMT. EMT is a simple many-body model: use this potential to "
+        "test workflows (relaxation, cell filters, MD of metals), not for materials predictions.",
+        "data": "`scripts/generate_metals_data.py --seed 0`: 1,463 structures (48-256 atoms): strained and "
+        "rattled bulk, vacancies, (111)/(100) slabs (periodic in x and y only) and Langevin MD from 300 K to "
+        "1,500 K, for the 7 metals and 21 binary alloys at 3 compositions; energies, forces, and stress for "
+        "all 3D-periodic cells. Split by structure (seed 0): 85 % training, 5 % validation, 10 % held-out test.",
+        "speed_structure": ("bulk", 2.0),
+        "use": "MD, relaxations and cell filters of fcc metals and alloys of these elements with ASE or OpenMM.",
+    },
+}
+
+
+def speed(name: str, structure: str, timestep_fs: float) -> dict:
+    from ase.build import bulk
+    from ase.io import read
+
+    torch.set_num_threads(2)
+    if structure == "bulk":
+        atoms = bulk("Cu", "fcc", a=3.61, cubic=True) * (3, 3, 3)
+    else:
+        atoms = read(ROOT / structure)
+    atoms.calc = atomml.AtomMLCalculator(name)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        atoms.positions += rng.normal(0, 0.001, atoms.positions.shape)
+        atoms.get_forces()
+    start, n = time.perf_counter(), 100
+    for _ in range(n):
+        atoms.positions += rng.normal(0, 0.001, atoms.positions.shape)
+        atoms.get_forces()
+    seconds = (time.perf_counter() - start) / n
+    return {
+        "atoms": len(atoms), "ms_per_step": 1000 * seconds,
+        "ns_per_day": timestep_fs * NS_PER_FS / seconds * SECONDS_PER_DAY, "timestep_fs": timestep_fs,
+    }
+
+
+def table(test: dict) -> list[str]:
+    rows = ["| test set | structures | energy MAE (meV/atom) | force MAE (meV/Å) | force RMSE (meV/Å) | stress MAE (meV/Å³) |",
+            "|---|---|---|---|---|---|"]
+    for name, m in test.items():
+        stress = f"{m['stress_mae_meV_per_A3']:.2f}" if "stress_mae_meV_per_A3" in m else "–"
+        rows.append(f"| {name} | {m['structures']} | {m['energy_mae_meV_per_atom']:.1f} | {m['force_mae_meV_per_A']:.1f} | "
+                    f"{m['force_rmse_meV_per_A']:.1f} | {stress} |")
+        for group, g in m.get("by_config_type", m.get("by_source", {})).items():
+            stress = f"{g['stress_mae_meV_per_A3']:.2f}" if "stress_mae_meV_per_A3" in g else "–"
+            rows.append(f"| &nbsp;&nbsp;{group} | {g['structures']} | {g['energy_mae_meV_per_atom']:.1f} | "
+                        f"{g['force_mae_meV_per_A']:.1f} | {g['force_rmse_meV_per_A']:.1f} | {stress} |")
+    return rows
+
+
+def main() -> None:
+    for name, card in CARDS.items():
+        path = atomml.shipped_potentials().get(name)
+        if path is None:
+            print(f"{name}: not shipped yet, skipped")
+            continue
+        potential = atomml.load_potential(name)
+        meta = potential.metadata
+        hp = {k: v for k, v in potential.hyperparameters.items() if k not in ("elements",)}
+        comparison = json.loads((ROOT / "data" / "benchmarks" / f"training_{card['which']}_vs_torchmdnet.json").read_text())
+        stage2_path = ROOT / "data" / "benchmarks" / f"training_{card['which']}_stage2.json"
+        measured = speed(name, *card["speed_structure"])
+        lines = [
+            f"# {name}", "", card["summary"], "",
+            "| | |", "|---|---|",
+            f"| architecture | TensorNet (atomml), O(3), {hp['hidden_channels']} channels, {hp['num_layers']} layer(s), "
+            f"{hp['num_rbf']} radial functions, cutoff {hp['cutoff']} Å |",
+            f"| parameters | {sum(p.numel() for p in potential.parameters()):,} |",
+            f"| file size | {path.stat().st_size / 1024:.0f} KiB |",
+            f"| elements | {' '.join(atomml.read_header(name)['elements'])} |",
+            f"| reference | {'GFN2-xTB (tblite 0.8.0)' if card['which'] == 'organic' else 'ASE 3.29 EMT'} |",
+            f"| training data | {card['data']} |",
+            f"| speed | {measured['ms_per_step']:.1f} ms per energy+forces call for {measured['atoms']} atoms "
+            f"(CPU, 2 threads, float32): {measured['ns_per_day']:.2f} ns/day at {measured['timestep_fs']} fs |",
+            f"| use | {card['use']} |", "",
+            "## Test errors of the shipped file", "",
+            "Measured by the trainer on structures it never trained on (also in the file's header: "
+            f"`atomml info {name}`).", "",
+            *table(meta["test_metrics"]), "",
+            "## Training", "",
+            f"Stage 1 (`potentials/{name}.yaml`): {comparison['minutes_each']:g} minutes of training on one CPU thread, "
+            "side by side with torchmd-net 3.1's TensorNet of the same size trained by torchmd-net's own trainer "
+            "(LNNP + lightning) for the same time on the same split, at the same time on the same machine "
+            f"(`scripts/train_shipped_potentials.py {card['which']} --minutes {comparison['minutes_each']:g}`):", "",
+            "| test set | atomml force MAE (meV/Å) | torchmd-net force MAE (meV/Å) | atomml energy MAE (meV/atom) | torchmd-net energy MAE (meV/atom) |",
+            "|---|---|---|---|---|",
+        ]
+        ours, peer = comparison["atomml"]["test"], comparison["torchmd-net"]["tests"]
+        for test_name in peer:
+            lines.append(f"| {test_name} | {ours[test_name]['force_mae_meV_per_A']:.1f} | {peer[test_name]['force_mae_meV_per_A']:.1f} | "
+                         f"{ours[test_name]['energy_mae_meV_per_atom']:.1f} | {peer[test_name]['energy_mae_meV_per_atom']:.1f} |")
+        lines += ["", f"atomml took {comparison['atomml']['steps']} steps, torchmd-net "
+                  f"{comparison['torchmd-net']['training']['steps']} (both batch {comparison['torchmd-net']['settings'].get('batch_size', '')})."]
+        if stage2_path.exists():
+            stage2 = json.loads(stage2_path.read_text())
+            lines += ["", f"Stage 2 (`potentials/{name}.stage2.yaml`): the stage-1 potential trained further for "
+                      f"{stage2['minutes_each']:g} minutes ({stage2['atomml']['steps']} steps, cosine learning-rate decay, "
+                      f"{stage2['threads_each']} thread(s)); the shipped file is its result "
+                      f"(`scripts/train_shipped_potentials.py {card['which']} --stage2 --minutes {stage2['minutes_each']:g}`)."]
+        lines += ["", "Reproduce: generate the data, run both stages, then `scripts/write_model_cards.py`. Results "
+                  "depend on the machine's speed (the budgets are wall-clock).", ""]
+        path.with_suffix(".md").write_text("\n".join(lines))
+        print(f"wrote {path.with_suffix('.md')}")
+
+
+if __name__ == "__main__":
+    main()
