@@ -40,6 +40,9 @@ class HydrationProtocol:
     friction_per_ps: float = 1.0
     seed: int = 0
     sampler: str = "windows"  # or "replica_exchange"; samples = iterations for replica exchange
+    # NPT MD of the fully coupled solvated system before any window starts: tleap's box is at
+    # ~0.6 g/cm3 and shrinks by a third within ~10 ps, far more than one window equilibrates
+    density_equilibration_ps: float = 50.0
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -83,6 +86,38 @@ def leg_system(setup: Any, protocol: HydrationProtocol, solvent: bool) -> tuple[
     return system, inpcrd.positions, inpcrd.boxVectors if solvent else None
 
 
+def npt_state_path(setup: Any, protocol: HydrationProtocol) -> Path:
+    """Where the equilibrated solvent box of ``setup`` under ``protocol``'s settings is kept."""
+    tag = f"{protocol.density_equilibration_ps:g}ps_{protocol.temperature:g}K_{protocol.timestep_fs:g}fs_seed{protocol.seed}"
+    return Path(setup.prmtop).with_name(f"solvent_npt_{tag}.xml")
+
+
+def equilibrated(system: Any, positions: Any, box: Any, protocol: HydrationProtocol, path: Path) -> tuple[Any, Any]:
+    """Positions and box after ``density_equilibration_ps`` of NPT MD (LangevinMiddle, the
+    protocol's temperature and timestep), saved to ``path`` (OpenMM state XML) and reused."""
+    import openmm
+    from openmm import unit
+
+    if not path.exists():
+        integrator = openmm.LangevinMiddleIntegrator(
+            protocol.temperature * unit.kelvin, protocol.friction_per_ps / unit.picosecond, protocol.timestep_fs * unit.femtosecond
+        )
+        integrator.setRandomNumberSeed(protocol.seed + 7919)
+        context = openmm.Context(system, integrator)
+        context.setPeriodicBoxVectors(*box)
+        context.setPositions(positions)
+        openmm.LocalEnergyMinimizer.minimize(context, maxIterations=500)
+        context.setVelocitiesToTemperature(protocol.temperature * unit.kelvin, protocol.seed)
+        integrator.step(max(1, int(round(protocol.density_equilibration_ps * 1000 / protocol.timestep_fs))))
+        state = context.getState(getPositions=True, getVelocities=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(openmm.XmlSerializer.serialize(state))
+        os.replace(tmp, path)
+        del context
+    state = openmm.XmlSerializer.deserialize(path.read_text())
+    return state.getPositions(), state.getPeriodicBoxVectors()
+
+
 def _leg(setup: Any, protocol: HydrationProtocol, solvent: bool, folder: Path, schedule: Any, progress: bool) -> dict:
     from . import diagnostics
     from .alchemy import alchemical_system, set_state
@@ -91,6 +126,8 @@ def _leg(setup: Any, protocol: HydrationProtocol, solvent: bool, folder: Path, s
                            sampling_speed)
 
     system, positions, box = leg_system(setup, protocol, solvent)
+    if solvent:
+        positions, box = equilibrated(system, positions, box, protocol, npt_state_path(setup, protocol))
     alchemical = alchemical_system(system, setup.molecule_atoms)
     sampler = sample_replica_exchange if protocol.sampler == "replica_exchange" else sample_windows
     sampler(
