@@ -343,7 +343,9 @@ class BondWatch:
 
 def labelled_frame(atoms: Atoms, molecule: Molecule, source: str, conformer: int) -> Atoms:
     """A bare copy of ``atoms`` carrying its (computed) energy and forces and the info keys."""
-    energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+    # apply_constraint=False: the MD runs with FixCom, and ASE would otherwise return the forces
+    # with FixCom's mass-weighted projection applied (up to ~0.5 eV/Å off the GFN2-xTB forces)
+    energy, forces = atoms.get_potential_energy(), atoms.get_forces(apply_constraint=False)
     if not (np.isfinite(energy) and np.isfinite(forces).all()):
         raise GenerationFailed(f"{source}, conformer {conformer}: non-finite GFN2-xTB energy or forces")
     frame = Atoms(atoms.get_chemical_symbols(), positions=atoms.positions.copy())

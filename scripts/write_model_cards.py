@@ -6,7 +6,7 @@ For each shipped potential trained by ``scripts/train_shipped_potentials.py``, t
 (``potentials/<name>.md``) gets the data, architecture and size from the file's header, the
 test errors the trainer measured (also in the header), the side-by-side comparison with
 torchmd-net (``data/benchmarks/training_<which>_vs_torchmdnet.json``), the second stage if there
-was one, and a speed measured here (energy + forces per MD step, one structure, 2 threads).
+was one, and a speed measured here (energy + forces per MD step, one structure, 1 thread).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def speed(name: str, structure: str, timestep_fs: float) -> dict:
     from ase.build import bulk
     from ase.io import read
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     if structure == "bulk":
         atoms = bulk("Cu", "fcc", a=3.61, cubic=True) * (3, 3, 3)
     else:
@@ -116,7 +116,7 @@ def main() -> None:
             f"| reference | {'GFN2-xTB (tblite 0.8.0)' if card['which'] == 'organic' else 'ASE 3.29 EMT'} |",
             f"| training data | {card['data']} |",
             f"| speed | {measured['ms_per_step']:.1f} ms per energy+forces call for {measured['atoms']} atoms "
-            f"(CPU, 2 threads, float32): {measured['ns_per_day']:.2f} ns/day at {measured['timestep_fs']} fs |",
+            f"(CPU, 1 thread, float32): {measured['ns_per_day']:.2f} ns/day at {measured['timestep_fs']} fs |",
             f"| use | {card['use']} |", "",
             "## Test errors of the shipped file", "",
             "Measured by the trainer on structures it never trained on (also in the file's header: "

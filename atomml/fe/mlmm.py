@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .hydration import HydrationProtocol, default_protocol, equilibrated, leg_system, npt_state_path
+from .hydration import HydrationProtocol, default_protocol, leg_system
 
 LAMBDA = "lambda_interpolate"  # openmm-ml's global parameter for interpolate=True
 
@@ -67,8 +67,6 @@ def _leg(setup: Any, potential: str, charge: float, protocol: HydrationProtocol,
     from .sampling import read_u_kn, sample_windows, sampling_speed
 
     system, positions, box = leg_system(setup, protocol, solvent)
-    if solvent:  # the same MM-equilibrated box as the decoupling legs
-        positions, box = equilibrated(system, positions, box, protocol, npt_state_path(setup, protocol))
     topology = app.AmberPrmtopFile(str(setup.prmtop)).topology
     ml = MLPotential("atomml", potential=potential, charge=charge, precision=path.precision)
     mixed = ml.createMixedSystem(topology, system, list(setup.molecule_atoms), interpolate=True)
