@@ -118,12 +118,36 @@ def equilibrated(system: Any, positions: Any, box: Any, protocol: HydrationProto
     return state.getPositions(), state.getPeriodicBoxVectors()
 
 
-def _leg(setup: Any, protocol: HydrationProtocol, solvent: bool, folder: Path, schedule: Any, progress: bool) -> dict:
+def analyse_leg(folder: Path, temperature: float) -> dict:
+    """MBAR, forward/reverse convergence, overlap and convergence PNGs and ns/day per state of
+    one sampled leg (any sampler's folder)."""
     from . import diagnostics
-    from .alchemy import alchemical_system, set_state
     from .estimators import mbar
-    from .sampling import (read_u_kn, replica_exchange_statistics, sample_replica_exchange, sample_windows,
-                           sampling_speed)
+    from .sampling import read_u_kn, sampling_speed
+
+    u_kn, n_k = read_u_kn(folder)
+    result = mbar(u_kn, n_k, temperature)
+    convergence = diagnostics.forward_reverse(u_kn, n_k, temperature)
+    diagnostics.plot_overlap(result, folder / "overlap.png")
+    diagnostics.plot_convergence(convergence, folder / "convergence.png", temperature)
+    speed = sampling_speed(folder)
+    return {"result": result.result, "neighbour_overlaps": result.neighbour_overlaps.tolist(),
+            "convergence": convergence, "samples_per_state": n_k.tolist(),
+            "ns_per_day_per_state": [None if np.isnan(v) else float(v) for v in speed]}  # fmt: skip
+
+
+def leg_flags(water: dict, gas: dict) -> list[str]:
+    """The estimators' flags of both legs and their failed convergence checks, named by leg."""
+    flags = [f"solvent: {f}" for f in water["result"].flags] + [f"vacuum: {f}" for f in gas["result"].flags]
+    for name, leg in (("solvent", water), ("vacuum", gas)):
+        if not leg["convergence"]["converged"]:
+            flags.append(f"{name}: {leg['convergence']['why']}")
+    return flags
+
+
+def _leg(setup: Any, protocol: HydrationProtocol, solvent: bool, folder: Path, schedule: Any, progress: bool) -> dict:
+    from .alchemy import alchemical_system, set_state
+    from .sampling import replica_exchange_statistics, sample_replica_exchange, sample_windows
 
     system, positions, box = leg_system(setup, protocol, solvent)
     if solvent:
@@ -136,15 +160,7 @@ def _leg(setup: Any, protocol: HydrationProtocol, solvent: bool, folder: Path, s
         equilibration_steps=protocol.equilibration_steps, timestep_fs=protocol.timestep_fs,
         friction_per_ps=protocol.friction_per_ps, box=box, seed=protocol.seed, progress=progress,
     )  # fmt: skip
-    u_kn, n_k = read_u_kn(folder)
-    result = mbar(u_kn, n_k, protocol.temperature)
-    convergence = diagnostics.forward_reverse(u_kn, n_k, protocol.temperature)
-    diagnostics.plot_overlap(result, folder / "overlap.png")
-    diagnostics.plot_convergence(convergence, folder / "convergence.png", protocol.temperature)
-    speed = sampling_speed(folder)
-    leg = {"result": result.result, "neighbour_overlaps": result.neighbour_overlaps.tolist(),
-           "convergence": convergence, "samples_per_state": n_k.tolist(),
-           "ns_per_day_per_state": [None if np.isnan(v) else float(v) for v in speed]}  # fmt: skip
+    leg = analyse_leg(folder, protocol.temperature)
     if protocol.sampler == "replica_exchange":
         stats = replica_exchange_statistics(folder)
         leg["replica_exchange"] = {"acceptance": [None if np.isnan(a) else float(a) for a in stats["acceptance"]],
@@ -169,10 +185,8 @@ def hydration_free_energy(smiles: str, folder: str | os.PathLike[str], protocol:
     value = fv.value_kt - fw.value_kt
     error = float(np.hypot(fv.error_kt, fw.error_kt))
     kt_kcal = fw.kt_in_kj_per_mol / KCAL_TO_KJ
-    flags = [f"solvent: {f}" for f in fw.flags] + [f"vacuum: {f}" for f in fv.flags]
+    flags = leg_flags(water, gas)
     for name, leg in (("solvent", water), ("vacuum", gas)):
-        if not leg["convergence"]["converged"]:
-            flags.append(f"{name}: {leg['convergence']['why']}")
         for k, a in enumerate(leg.get("replica_exchange", {}).get("acceptance", [])):
             if a is not None and a < MIN_ACCEPTANCE:
                 flags.append(f"{name}: replica exchange between states {k} and {k + 1} accepted {a:.1%} of swaps "

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from .hydration import HydrationProtocol, default_protocol, leg_system
+from .hydration import HydrationProtocol, analyse_leg, default_protocol, leg_flags, leg_system
 
 LAMBDA = "lambda_interpolate"  # openmm-ml's global parameter for interpolate=True
 
@@ -62,9 +62,7 @@ def _leg(setup: Any, potential: str, charge: float, protocol: HydrationProtocol,
     from openmm import app
     from openmmml import MLPotential
 
-    from . import diagnostics
-    from .estimators import mbar
-    from .sampling import read_u_kn, sample_windows, sampling_speed
+    from .sampling import sample_windows
 
     system, positions, box = leg_system(setup, protocol, solvent)
     topology = app.AmberPrmtopFile(str(setup.prmtop)).topology
@@ -76,13 +74,7 @@ def _leg(setup: Any, potential: str, charge: float, protocol: HydrationProtocol,
         timestep_fs=path.timestep_fs, friction_per_ps=protocol.friction_per_ps,
         box=box, seed=protocol.seed, progress=progress,
     )  # fmt: skip
-    u_kn, n_k = read_u_kn(folder)
-    result = mbar(u_kn, n_k, protocol.temperature)
-    convergence = diagnostics.forward_reverse(u_kn, n_k, protocol.temperature)
-    diagnostics.plot_overlap(result, folder / "overlap.png")
-    diagnostics.plot_convergence(convergence, folder / "convergence.png", protocol.temperature)
-    return {"result": result.result, "neighbour_overlaps": result.neighbour_overlaps.tolist(), "convergence": convergence,
-            "samples_per_state": n_k.tolist(), "ns_per_day": sampling_speed(folder).tolist()}  # fmt: skip
+    return analyse_leg(folder, protocol.temperature)
 
 
 def end_state_correction(
@@ -111,10 +103,7 @@ def end_state_correction(
     value = fw.value_kt - fv.value_kt
     error = float(np.hypot(fw.error_kt, fv.error_kt))
     kt_kcal = fw.kt_in_kj_per_mol / KCAL_TO_KJ
-    flags = [f"solvent: {f}" for f in fw.flags] + [f"vacuum: {f}" for f in fv.flags]
-    for name, leg in (("solvent", water), ("vacuum", gas)):
-        if not leg["convergence"]["converged"]:
-            flags.append(f"{name}: {leg['convergence']['why']}")
+    flags = leg_flags(water, gas)
     summary = {
         "smiles": smiles, "potential": potential, "temperature_K": protocol.temperature,
         "ddG_mm_to_ml_kt": value, "ddG_mm_to_ml_error_kt": error,
@@ -123,7 +112,7 @@ def end_state_correction(
         "lambdas": list(path.lambdas), "samples_per_state": path.samples,
         "simulated_ns_per_leg": len(path.lambdas) * (path.samples * path.steps_per_sample + path.equilibration_steps)
         * path.timestep_fs * 1e-6,
-        "ns_per_day_per_window": {"solvent": water["ns_per_day"], "vacuum": gas["ns_per_day"]},
+        "ns_per_day_per_window": {"solvent": water["ns_per_day_per_state"], "vacuum": gas["ns_per_day_per_state"]},
         "neighbour_overlaps": {"solvent": water["neighbour_overlaps"], "vacuum": gas["neighbour_overlaps"]},
         "flags": flags, "protocol": dataclasses.asdict(path),
     }  # fmt: skip
