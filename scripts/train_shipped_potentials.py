@@ -20,9 +20,10 @@ For ``organic`` (preset ``potentials/tensornet-organic-gfn2.yaml``) or ``metals`
 
 The atomml side resumes from its checkpoint if the script is killed and run again; the peer
 is restarted (it is the comparison, not a product). ``--skip-peer`` trains atomml alone.
-``--stage2`` runs the preset ``potentials/<name>.stage2.yaml`` if there is one (the first
-stage's potential fine-tuned on the same split, atomml alone) and ships its result instead;
-its report goes to ``data/benchmarks/training_<which>_stage2.json``.
+``--stage N`` (N > 1) runs the preset ``potentials/<name>.stageN.yaml`` (the previous stage's
+potential trained further on the same split, atomml alone) and ships its result instead; its
+report goes to ``data/benchmarks/training_<which>_stageN.json``. ``--device`` overrides the
+preset's torch device (a stage preset may name ``cuda``: it was trained on a GPU).
 """
 
 from __future__ import annotations
@@ -63,6 +64,17 @@ def write_splits(config: TrainConfig, folder: Path) -> dict[str, Path]:
     return files
 
 
+def device_name(device: str) -> str:
+    """What trained: the GPU's name for a CUDA device, else the CPU's."""
+    import platform
+
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("which", choices=sorted(PRESETS))
@@ -70,12 +82,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="CPU threads for each trainer")
     parser.add_argument("--skip-peer", action="store_true", help="train atomml only")
     parser.add_argument("--collect", action="store_true", help="only gather the results of finished runs")
-    parser.add_argument("--stage2", action="store_true", help="fine-tune the first stage (preset <name>.stage2.yaml)")
+    parser.add_argument("--stage", type=int, default=1, help="training stage: N > 1 runs preset <name>.stageN.yaml")
+    parser.add_argument("--stage2", action="store_const", const=2, dest="stage", help="the same as --stage 2")
+    parser.add_argument("--device", help="torch device of the atomml trainer (default: the preset's)")
     args = parser.parse_args()
 
     name = PRESETS[args.which]
-    preset = ROOT / "potentials" / f"{name}{'.stage2' if args.stage2 else ''}.yaml"
-    if args.stage2:
+    suffix = f".stage{args.stage}" if args.stage > 1 else ""
+    preset = ROOT / "potentials" / f"{name}{suffix}.yaml"
+    if args.stage > 1:
         args.skip_peer = True
     config = TrainConfig.from_yaml(preset)
     run = ROOT / "runs" / "shipped" / name
@@ -85,11 +100,11 @@ def main() -> None:
     tests = {"heldout_conformations": str(files["heldout_conformations"]), **config.test_sets}
 
     values = config.to_dict()
+    stage = f"atomml-stage{args.stage}" if args.stage > 1 else "atomml"
     values.update(
         train=str(files["train"]), valid=str(files["valid"]), test_sets=tests, max_minutes=args.minutes,
-        threads=args.threads, output=str(run / ("atomml-stage2" if args.stage2 else "atomml")), progress=False,
+        threads=args.threads, output=str(run / stage), progress=False, device=args.device or config.device,
     )
-    stage = "atomml-stage2" if args.stage2 else "atomml"
     (run / f"{stage}.yaml").write_text(json.dumps(values, indent=1))  # JSON is YAML
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     jobs = {} if args.collect else {
@@ -122,10 +137,11 @@ def main() -> None:
         raise SystemExit(f"[{name}] failed: {failed}; see the logs in {run}")
 
     ours = json.loads((run / stage / "metrics.json").read_text())
-    result = {"potential": name, "minutes_each": args.minutes, "threads_each": args.threads, "atomml": ours}
+    result = {"potential": name, "minutes_each": args.minutes, "threads_each": args.threads,
+              "device": device_name(values["device"]), "atomml": ours}
     if not args.skip_peer:
         result["torchmd-net"] = json.loads((run / "torchmdnet.json").read_text())
-    report_name = f"training_{args.which}_stage2.json" if args.stage2 else f"training_{args.which}_vs_torchmdnet.json"
+    report_name = f"training_{args.which}_stage{args.stage}.json" if args.stage > 1 else f"training_{args.which}_vs_torchmdnet.json"
     out = ROOT / "data" / "benchmarks" / report_name
     out.write_text(json.dumps(result, indent=1))
     shipped = ROOT / "potentials" / f"{name}.safetensors"

@@ -103,7 +103,6 @@ def main() -> None:
         meta = potential.metadata
         hp = {k: v for k, v in potential.hyperparameters.items() if k not in ("elements",)}
         comparison = json.loads((ROOT / "data" / "benchmarks" / f"training_{card['which']}_vs_torchmdnet.json").read_text())
-        stage2_path = ROOT / "data" / "benchmarks" / f"training_{card['which']}_stage2.json"
         measured = speed(name, *card["speed_structure"])
         lines = [
             f"# {name}", "", card["summary"], "",
@@ -136,13 +135,19 @@ def main() -> None:
                          f"{ours[test_name]['energy_mae_meV_per_atom']:.1f} | {peer[test_name]['energy_mae_meV_per_atom']:.1f} |")
         lines += ["", f"atomml took {comparison['atomml']['steps']} steps, torchmd-net "
                   f"{comparison['torchmd-net']['training']['steps']} (both batch {comparison['torchmd-net']['settings'].get('batch_size', '')})."]
-        if stage2_path.exists():
-            stage2 = json.loads(stage2_path.read_text())
-            lines += ["", f"Stage 2 (`potentials/{name}.stage2.yaml`): the stage-1 potential trained further for "
-                      f"{stage2['minutes_each']:g} minutes ({stage2['atomml']['steps']} steps, cosine learning-rate decay, "
-                      f"{stage2['threads_each']} thread(s)); the shipped file is its result "
-                      f"(`scripts/train_shipped_potentials.py {card['which']} --stage2 --minutes {stage2['minutes_each']:g}`)."]
-        lines += ["", "Reproduce: generate the data, run both stages, then `scripts/write_model_cards.py`. Results "
+        stages = sorted(ROOT.glob(f"data/benchmarks/training_{card['which']}_stage*.json"),
+                        key=lambda f: int(f.stem.rsplit("stage", 1)[1]))  # fmt: skip
+        for i, stage_path in enumerate(stages):
+            stage = json.loads(stage_path.read_text())
+            n = int(stage_path.stem.rsplit("stage", 1)[1])
+            device = stage.get("device", "CPU")
+            where = f"{stage['threads_each']} CPU thread(s)" if device in ("x86_64", "CPU", "") else f"one {device} GPU"
+            last = "; the shipped file is its result" if i == len(stages) - 1 else ""
+            lines += ["", f"Stage {n} (`potentials/{name}.stage{n}.yaml`): the stage-{n - 1} potential trained further for "
+                      f"{stage['minutes_each']:g} minutes on {where} ({stage['atomml']['steps']} steps, cosine "
+                      f"learning-rate decay){last} "
+                      f"(`scripts/train_shipped_potentials.py {card['which']} --stage {n} --minutes {stage['minutes_each']:g}`)."]  # fmt: skip
+        lines += ["", "Reproduce: generate the data, run the stages in order, then `scripts/write_model_cards.py`. Results "
                   "depend on the machine's speed (the budgets are wall-clock).", ""]
         path.with_suffix(".md").write_text("\n".join(lines))
         print(f"wrote {path.with_suffix('.md')}")

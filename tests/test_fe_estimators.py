@@ -146,3 +146,32 @@ def test_forward_reverse_and_plots(tmp_path):
     diagnostics.plot_dudl([0, 0.5, 1], [rng.normal(size=50) + m for m in (1, 0.5, 0.2)], tmp_path / "dudl.png")
     for name in ("overlap.png", "convergence.png", "dudl.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_leg_decorrelation_keeps_uncorrelated_equilibrated_samples():
+    """analyse_leg's decorrelation on correlated oscillator samples: a transient at the start is
+    cut, about N/g samples are kept (AR(1) with phi: g = (1 + phi) / (1 - phi)), and MBAR on
+    the kept samples is still within error of the exact answer."""
+    from atomml.fe.hydration import decorrelate
+
+    rng = np.random.default_rng(3)
+    kappas, n, phi = [1.0, 2.0], 4000, 0.8
+    blocks = []
+    for kappa in kappas:
+        noise = rng.normal(size=n) * np.sqrt(1 - phi**2)
+        x = np.empty(n)
+        x[0] = noise[0]
+        for i in range(1, n):
+            x[i] = phi * x[i - 1] + noise[i]
+        x += 5.0 * np.exp(-np.arange(n) / 100.0)  # a slow drift in: the start is not equilibrated
+        blocks.append(x / np.sqrt(kappa))
+    x_all = np.concatenate(blocks)
+    u_kn = np.array([u(x_all, kappa, 0.0) for kappa in kappas])
+    kept, n_k, info = decorrelate(u_kn, np.array([n, n]))
+    g_exact = (1 + phi) / (1 - phi)
+    for k in range(2):
+        assert info[k]["t0"] > 0
+        assert 0.4 * n / g_exact < n_k[k] < 2.5 * n / g_exact  # g of u = x^2 is smaller than of x
+        assert info[k]["uncorrelated"] == n_k[k]
+    result = est.mbar(kept, n_k, T).result
+    assert abs(result.value_kt - exact(*kappas)) < Z_MAX * result.error_kt

@@ -115,3 +115,28 @@ def test_ml_end_state_correction_tiny(tmp_path):
     assert again["ddG_mm_to_ml_kt"] == summary["ddG_mm_to_ml_kt"]
     with pytest.raises(ValueError, match="from 0"):
         EndStateProtocol(lambdas=(0.5, 1.0))
+
+
+def test_legs_run_apart_within_a_budget_and_summarise_what_is_stored(tmp_path):
+    """run_leg with a spent wall-clock budget stops after one replica-exchange iteration (its
+    checkpoint); summarise analyses the stored samples and flags the early stop and the few
+    uncorrelated samples; running on without a budget completes the protocol."""
+    from atomml.fe.hydration import HydrationProtocol, run_leg, summarise
+    from atomml.fe.sampling import read_u_kn
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY + "sampler: replica_exchange\n")
+    protocol = HydrationProtocol.from_yaml(path)
+    folder = tmp_path / "methane"
+    for leg in ("vacuum", "solvent"):
+        for expected in (1, 2):
+            assert run_leg("C", folder, leg, protocol, max_minutes=0.0, progress=False) is False
+            assert read_u_kn(folder / leg)[1].tolist() == [expected] * 4
+    summary = summarise("C", folder, protocol)
+    assert summary["samples_per_state"] == {"solvent": [2] * 4, "vacuum": [2] * 4}
+    assert any("2 of the protocol's 12 samples per state (stopped early)" in f for f in summary["flags"])
+    assert any("uncorrelated samples" in f for f in summary["flags"])
+    assert run_leg("C", folder, "vacuum", protocol, progress=False) is True
+    assert read_u_kn(folder / "vacuum")[1].tolist() == [12] * 4
+    with pytest.raises(ValueError, match="leg must be one of"):
+        run_leg("C", folder, "gas", protocol)

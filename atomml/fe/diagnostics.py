@@ -19,7 +19,7 @@ from .estimators import MBARResult, mbar
 def _subset(u_kn: np.ndarray, n_k: np.ndarray, fraction: float, from_end: bool) -> tuple[np.ndarray, np.ndarray]:
     columns, sizes, start = [], [], 0
     for n in n_k:
-        m = max(2, int(round(n * fraction)))
+        m = min(int(n), max(2, int(round(n * fraction))))
         idx = np.arange(start + n - m, start + n) if from_end else np.arange(start, start + m)
         columns.append(idx)
         sizes.append(m)

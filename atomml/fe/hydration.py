@@ -6,6 +6,12 @@ decoupled in water (PME) and in vacuum through the same alchemical states
 (:mod:`atomml.fe.sampling`, resumable; the protocol's ``sampler``) -> MBAR per leg with
 diagnostics and plots. dG_hyd = dF_decouple(vacuum) - dF_decouple(water).
 
+Before MBAR every state's samples are cut to the equilibrated part and subsampled to
+uncorrelated ones (pymbar's timeseries on the state's own reduced potential); a state left with
+fewer than ``MIN_UNCORRELATED`` is flagged. The legs can run separately (:func:`run_leg`, on
+another machine or platform, with a wall-clock budget) and :func:`summarise` reads whatever
+samples they stored; :func:`hydration_free_energy` does both.
+
 The protocol (temperature, states, sampling lengths) is a YAML file; the defaults are
 ``md/protocols/hydration.yaml``.
 """
@@ -15,12 +21,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 SAMPLERS = ("windows", "replica_exchange")
+LEGS = ("solvent", "vacuum")
 # neighbouring states that swap less often than this are flagged: replicas barely travel
 MIN_ACCEPTANCE = 0.1
 
@@ -92,7 +100,8 @@ def npt_state_path(setup: Any, protocol: HydrationProtocol) -> Path:
     return Path(setup.prmtop).with_name(f"solvent_npt_{tag}.xml")
 
 
-def equilibrated(system: Any, positions: Any, box: Any, protocol: HydrationProtocol, path: Path) -> tuple[Any, Any]:
+def equilibrated(system: Any, positions: Any, box: Any, protocol: HydrationProtocol, path: Path,
+                 platform: str | None = None) -> tuple[Any, Any]:  # fmt: skip
     """Positions and box after ``density_equilibration_ps`` of NPT MD (LangevinMiddle, the
     protocol's temperature and timestep), saved to ``path`` (OpenMM state XML) and reused."""
     import openmm
@@ -103,7 +112,8 @@ def equilibrated(system: Any, positions: Any, box: Any, protocol: HydrationProto
             protocol.temperature * unit.kelvin, protocol.friction_per_ps / unit.picosecond, protocol.timestep_fs * unit.femtosecond
         )
         integrator.setRandomNumberSeed(protocol.seed + 7919)
-        context = openmm.Context(system, integrator)
+        args = () if platform is None else (openmm.Platform.getPlatformByName(platform),)
+        context = openmm.Context(system, integrator, *args)
         context.setPeriodicBoxVectors(*box)
         context.setPositions(positions)
         openmm.LocalEnergyMinimizer.minimize(context, maxIterations=500)
@@ -118,21 +128,51 @@ def equilibrated(system: Any, positions: Any, box: Any, protocol: HydrationProto
     return state.getPositions(), state.getPeriodicBoxVectors()
 
 
+def decorrelate(u_kn: np.ndarray, n_k: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """Each state's equilibrated, uncorrelated samples: pymbar's equilibration detection and
+    subsampling on the state's own reduced potential (the samples are grouped by state).
+    Returns (u_kn, n_k) of the kept samples and, per state, t0, g and the number kept."""
+    from .estimators import decorrelated_indices, equilibrated
+
+    keep, info, start = [], [], 0
+    for k, n in enumerate(np.asarray(n_k, dtype=int)):
+        series = u_kn[k, start : start + n]
+        if n < 3:  # too short to analyse; kept as they are, and flagged by the count below
+            idx, t0, g = np.arange(n), 0, 1.0
+        else:
+            t0, g, _ = equilibrated(series)
+            idx = decorrelated_indices(series)
+        keep.append(start + idx)
+        info.append({"t0": int(t0), "g": float(g), "uncorrelated": int(len(idx))})
+        start += n
+    columns = np.concatenate(keep)
+    return u_kn[:, columns], np.array([len(i) for i in keep]), info
+
+
 def analyse_leg(folder: Path, temperature: float) -> dict:
-    """MBAR, forward/reverse convergence, overlap and convergence PNGs and ns/day per state of
-    one sampled leg (any sampler's folder)."""
+    """MBAR on the equilibrated, uncorrelated samples (:func:`decorrelate`), forward/reverse
+    convergence, overlap and convergence PNGs and ns/day per state of one sampled leg (any
+    sampler's folder)."""
     from . import diagnostics
-    from .estimators import mbar
+    from .estimators import MIN_UNCORRELATED, EstimatorError, mbar
     from .sampling import read_u_kn, sampling_speed
 
-    u_kn, n_k = read_u_kn(folder)
+    u_all, n_all = read_u_kn(folder)
+    if n_all.min() < 2:
+        raise EstimatorError(f"{folder}: state {int(n_all.argmin())} has {int(n_all.min())} samples; run the leg (longer)")
+    u_kn, n_k, series = decorrelate(u_all, n_all)
     result = mbar(u_kn, n_k, temperature)
+    few = [k for k, n in enumerate(n_k) if n < MIN_UNCORRELATED]
+    if few:
+        flag = f"states {few} keep fewer than {MIN_UNCORRELATED} uncorrelated samples: sample longer"
+        result = dataclasses.replace(result, result=dataclasses.replace(result.result, flags=result.result.flags + (flag,)))
     convergence = diagnostics.forward_reverse(u_kn, n_k, temperature)
     diagnostics.plot_overlap(result, folder / "overlap.png")
     diagnostics.plot_convergence(convergence, folder / "convergence.png", temperature)
     speed = sampling_speed(folder)
     return {"result": result.result, "neighbour_overlaps": result.neighbour_overlaps.tolist(),
-            "convergence": convergence, "samples_per_state": n_k.tolist(),
+            "convergence": convergence, "samples_per_state": n_all.tolist(),
+            "uncorrelated_per_state": n_k.tolist(), "equilibration": series,
             "ns_per_day_per_state": [None if np.isnan(v) else float(v) for v in speed]}  # fmt: skip
 
 
@@ -145,21 +185,76 @@ def leg_flags(water: dict, gas: dict) -> list[str]:
     return flags
 
 
-def _leg(setup: Any, protocol: HydrationProtocol, solvent: bool, folder: Path, schedule: Any, progress: bool) -> dict:
-    from .alchemy import alchemical_system, set_state
-    from .sampling import replica_exchange_statistics, sample_replica_exchange, sample_windows
+class _BudgetSpent(Exception):
+    """Raised from a sampler's callback when a leg's wall-clock budget is spent."""
 
-    system, positions, box = leg_system(setup, protocol, solvent)
+
+def _budget(max_minutes: float | None) -> Any:
+    if max_minutes is None:
+        return None
+    end = time.monotonic() + 60.0 * max_minutes
+
+    def check(done: int) -> None:
+        if time.monotonic() > end:
+            raise _BudgetSpent(done)
+
+    return check
+
+
+def sample_leg(setup: Any, protocol: HydrationProtocol, solvent: bool, folder: Path, states: Any, set_state: Any,
+               samples: int, steps_per_sample: int, equilibration_steps: int, timestep_fs: float,
+               platform: str | None = None, max_minutes: float | None = None, progress: bool = True,
+               system: Any = None, minimize: bool = True) -> bool:  # fmt: skip
+    """Sample ``states`` of one leg (``system``, default the leg's MM system made alchemical)
+    with the protocol's sampler; stop after ``max_minutes`` (at an iteration's checkpoint for
+    replica exchange, a sample's for windows). True if all ``samples`` are done. ``minimize``:
+    minimise in every state before its equilibration (the sampler's option)."""
+    from .alchemy import alchemical_system
+    from .sampling import sample_replica_exchange, sample_windows
+
+    mm, positions, box = leg_system(setup, protocol, solvent)
     if solvent:
-        positions, box = equilibrated(system, positions, box, protocol, npt_state_path(setup, protocol))
-    alchemical = alchemical_system(system, setup.molecule_atoms)
+        positions, box = equilibrated(mm, positions, box, protocol, npt_state_path(setup, protocol), platform)
+    if system is None:
+        system = alchemical_system(mm, setup.molecule_atoms)
     sampler = sample_replica_exchange if protocol.sampler == "replica_exchange" else sample_windows
-    sampler(
-        alchemical, positions, schedule.states, set_state, folder, temperature=protocol.temperature,
-        samples=protocol.samples, steps_per_sample=protocol.steps_per_sample,
-        equilibration_steps=protocol.equilibration_steps, timestep_fs=protocol.timestep_fs,
-        friction_per_ps=protocol.friction_per_ps, box=box, seed=protocol.seed, progress=progress,
+    try:
+        sampler(
+            system, positions, states, set_state, folder, temperature=protocol.temperature, samples=samples,
+            steps_per_sample=steps_per_sample, equilibration_steps=equilibration_steps, timestep_fs=timestep_fs,
+            friction_per_ps=protocol.friction_per_ps, box=box, seed=protocol.seed, progress=progress,
+            platform=platform, callback=_budget(max_minutes), minimize=minimize,
+        )  # fmt: skip
+    except _BudgetSpent:
+        return False
+    return True
+
+
+def run_leg(smiles: str, folder: str | os.PathLike[str], leg: str, protocol: HydrationProtocol | None = None,
+            platform: str | None = None, max_minutes: float | None = None, progress: bool = True) -> bool:  # fmt: skip
+    """Sample (or resume) the ``leg`` ("solvent" or "vacuum") of ``smiles``'s decoupling in
+    ``folder``; True when the protocol's samples are all done, False when ``max_minutes`` ran
+    out first (run again to go on). ``platform`` names the OpenMM platform (default: fastest)."""
+    from ..mm import solvated_molecule
+    from .alchemy import Schedule, set_state
+
+    if leg not in LEGS:
+        raise ValueError(f"leg must be one of {LEGS}, got {leg!r}")
+    protocol = protocol or default_protocol()
+    folder = Path(folder)
+    solvated, vacuum = solvated_molecule(smiles, folder / "setup", padding=protocol.padding, seed=protocol.seed)
+    schedule = Schedule.decoupling(protocol.electrostatics, protocol.sterics)
+    solvent = leg == "solvent"
+    return sample_leg(
+        solvated if solvent else vacuum, protocol, solvent, folder / leg, schedule.states, set_state,
+        protocol.samples, protocol.steps_per_sample, protocol.equilibration_steps, protocol.timestep_fs,
+        platform, max_minutes, progress,
     )  # fmt: skip
+
+
+def _analyse(protocol: HydrationProtocol, folder: Path) -> dict:
+    from .sampling import replica_exchange_statistics
+
     leg = analyse_leg(folder, protocol.temperature)
     if protocol.sampler == "replica_exchange":
         stats = replica_exchange_statistics(folder)
@@ -168,19 +263,23 @@ def _leg(setup: Any, protocol: HydrationProtocol, solvent: bool, folder: Path, s
     return leg
 
 
-def hydration_free_energy(smiles: str, folder: str | os.PathLike[str], protocol: HydrationProtocol | None = None,
-                          progress: bool = True) -> dict:  # fmt: skip
-    """Run (or resume) both legs and return the summary (also written to ``summary.json``)."""
-    from ..mm import solvated_molecule
-    from ..units import KCAL_TO_KJ, NS_PER_FS
+def simulated_ns(samples: int, steps_per_sample: int, equilibration_steps: int, timestep_fs: float) -> float:
+    """Simulated time of one state: equilibration plus ``samples`` sampling intervals."""
+    from ..units import NS_PER_FS
+
+    return (samples * steps_per_sample + equilibration_steps) * timestep_fs * NS_PER_FS
+
+
+def summarise(smiles: str, folder: str | os.PathLike[str], protocol: HydrationProtocol | None = None) -> dict:
+    """ΔG_hyd from the samples both legs stored so far (complete or not: the summary says how
+    many each state has and how long was simulated); written to ``folder/summary.json``."""
+    from ..units import KCAL_TO_KJ
     from .alchemy import Schedule
 
     protocol = protocol or default_protocol()
     folder = Path(folder)
-    solvated, vacuum = solvated_molecule(smiles, folder / "setup", padding=protocol.padding, seed=protocol.seed)
     schedule = Schedule.decoupling(protocol.electrostatics, protocol.sterics)
-    water = _leg(solvated, protocol, True, folder / "solvent", schedule, progress)
-    gas = _leg(vacuum, protocol, False, folder / "vacuum", schedule, progress)
+    water, gas = _analyse(protocol, folder / "solvent"), _analyse(protocol, folder / "vacuum")
     fw, fv = water["result"], gas["result"]
     value = fv.value_kt - fw.value_kt
     error = float(np.hypot(fv.error_kt, fw.error_kt))
@@ -191,15 +290,22 @@ def hydration_free_energy(smiles: str, folder: str | os.PathLike[str], protocol:
             if a is not None and a < MIN_ACCEPTANCE:
                 flags.append(f"{name}: replica exchange between states {k} and {k + 1} accepted {a:.1%} of swaps "
                              f"(< {MIN_ACCEPTANCE:.0%}): add states between them")  # fmt: skip
-    simulated_ns = len(schedule) * (protocol.samples * protocol.steps_per_sample + protocol.equilibration_steps) \
-        * protocol.timestep_fs * NS_PER_FS  # fmt: skip
+        done = min(leg["samples_per_state"])
+        if done < protocol.samples:
+            flags.append(f"{name}: {done} of the protocol's {protocol.samples} samples per state (stopped early)")
+    ns = {name: len(schedule) * simulated_ns(min(leg["samples_per_state"]), protocol.steps_per_sample,
+                                             protocol.equilibration_steps, protocol.timestep_fs)
+          for name, leg in (("solvent", water), ("vacuum", gas))}  # fmt: skip
     summary = {
         "smiles": smiles, "temperature_K": protocol.temperature,
         "dG_hydration_kt": value, "dG_hydration_error_kt": error,
         "dG_hydration_kcal_per_mol": value * kt_kcal, "dG_hydration_error_kcal_per_mol": error * kt_kcal,
         "dF_decouple_solvent_kt": fw.value_kt, "dF_decouple_vacuum_kt": fv.value_kt,
-        "states": [s.name for s in schedule.states], "samples_per_state": protocol.samples,
-        "simulated_ns_per_leg": simulated_ns, "sampler": protocol.sampler,
+        "states": [s.name for s in schedule.states],
+        "samples_per_state": {"solvent": water["samples_per_state"], "vacuum": gas["samples_per_state"]},
+        "uncorrelated_per_state": {"solvent": water["uncorrelated_per_state"], "vacuum": gas["uncorrelated_per_state"]},
+        "sample_interval_ps": protocol.steps_per_sample * protocol.timestep_fs / 1000.0,
+        "simulated_ns_per_leg": ns, "sampler": protocol.sampler,
         "ns_per_day_per_state": {"solvent": water["ns_per_day_per_state"], "vacuum": gas["ns_per_day_per_state"]},
         "neighbour_overlaps": {"solvent": water["neighbour_overlaps"], "vacuum": gas["neighbour_overlaps"]},
         "flags": flags, "protocol": dataclasses.asdict(protocol),
@@ -208,3 +314,11 @@ def hydration_free_energy(smiles: str, folder: str | os.PathLike[str], protocol:
         summary["replica_exchange"] = {"solvent": water["replica_exchange"], "vacuum": gas["replica_exchange"]}
     (folder / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def hydration_free_energy(smiles: str, folder: str | os.PathLike[str], protocol: HydrationProtocol | None = None,
+                          progress: bool = True, platform: str | None = None) -> dict:  # fmt: skip
+    """Run (or resume) both legs and return the summary (also written to ``summary.json``)."""
+    for leg in LEGS:
+        run_leg(smiles, folder, leg, protocol, platform=platform, progress=progress)
+    return summarise(smiles, folder, protocol)

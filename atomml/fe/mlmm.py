@@ -8,7 +8,7 @@ system with ``interpolate=True`` gives the path
     U(λ) = U_MM(everything but the solute's internal terms) + (1 - λ) U_MM,internal + λ U_ML,
 
 where the solute's interactions with the water stay MM (GAFF2 Lennard-Jones, AM1-BCC charges)
-at every λ. Independent windows at ``lambdas`` (:func:`atomml.fe.sampling.sample_windows`,
+at every λ. Independent windows at ``lambdas`` (the hydration protocol's sampler,
 resumable) and MBAR give ΔG(MM→ML) in water and in vacuum; the correction to a hydration free
 energy is
 
@@ -57,24 +57,91 @@ def _set_lambda(context: Any, value: float) -> None:
     context.setParameter(LAMBDA, float(value))
 
 
-def _leg(setup: Any, potential: str, charge: float, protocol: HydrationProtocol, path: EndStateProtocol, solvent: bool,
-         folder: Path, progress: bool) -> dict:  # fmt: skip
+def _solute_charge(setup: Any) -> float:
+    """The solute's total charge (e): its AM1-BCC charges summed and rounded, the formal charge."""
+    import openmm
+    from openmm import app
+
+    system = app.AmberPrmtopFile(str(setup.prmtop)).createSystem()
+    nonbonded = next(f for f in system.getForces() if isinstance(f, openmm.NonbondedForce))
+    total = sum(nonbonded.getParticleParameters(i)[0].value_in_unit(openmm.unit.elementary_charge) for i in setup.molecule_atoms)
+    return float(round(total))
+
+
+def run_ml_leg(smiles: str, potential: str, folder: str | os.PathLike[str], leg: str,
+               protocol: HydrationProtocol | None = None, path: EndStateProtocol | None = None,
+               platform: str | None = None, max_minutes: float | None = None, progress: bool = True,
+               device: str | None = None) -> bool:  # fmt: skip
+    """Sample (or resume) the MM→ML path of ``smiles`` in ``leg`` ("solvent" or "vacuum"),
+    stored in ``folder/ml_<leg>``; True when done, False when ``max_minutes`` ran out first.
+    ``device`` is the torch device of the ML solute (default CUDA if there is one).
+    The sampler is the hydration protocol's; the solvent leg starts from its NPT-equilibrated
+    box, as the decoupling leg does. No state is minimised: the L-BFGS line search of OpenMM's
+    minimiser tries geometries far from any the ML potential was trained on (an H tried
+    0.07 Å from its carbon), so every state starts from the MM coordinates and equilibrates by MD."""
     from openmm import app
     from openmmml import MLPotential
 
-    from .sampling import sample_windows
+    from ..mm import solvated_molecule
+    from .hydration import LEGS, sample_leg
 
-    system, positions, box = leg_system(setup, protocol, solvent)
+    if leg not in LEGS:
+        raise ValueError(f"leg must be one of {LEGS}, got {leg!r}")
+    protocol = protocol or default_protocol()
+    path = path or EndStateProtocol()
+    folder = Path(folder)
+    solvated, vacuum = solvated_molecule(smiles, folder / "setup", padding=protocol.padding, seed=protocol.seed)
+    setup = solvated if leg == "solvent" else vacuum
+    system, _, _ = leg_system(setup, protocol, leg == "solvent")
     topology = app.AmberPrmtopFile(str(setup.prmtop)).topology
-    ml = MLPotential("atomml", potential=potential, charge=charge, precision=path.precision)
+    options = {} if device is None else {"device": device}
+    ml = MLPotential("atomml", potential=potential, charge=_solute_charge(setup), precision=path.precision, **options)
     mixed = ml.createMixedSystem(topology, system, list(setup.molecule_atoms), interpolate=True)
-    sample_windows(
-        mixed, positions, list(path.lambdas), _set_lambda, folder, temperature=protocol.temperature,
-        samples=path.samples, steps_per_sample=path.steps_per_sample, equilibration_steps=path.equilibration_steps,
-        timestep_fs=path.timestep_fs, friction_per_ps=protocol.friction_per_ps,
-        box=box, seed=protocol.seed, progress=progress,
+    return sample_leg(
+        setup, protocol, leg == "solvent", folder / f"ml_{leg}", list(path.lambdas), _set_lambda, path.samples,
+        path.steps_per_sample, path.equilibration_steps, path.timestep_fs, platform, max_minutes, progress, system=mixed,
+        minimize=False,
     )  # fmt: skip
-    return analyse_leg(folder, protocol.temperature)
+
+
+def summarise_ml(smiles: str, potential: str, folder: str | os.PathLike[str], protocol: HydrationProtocol | None = None,
+                 path: EndStateProtocol | None = None) -> dict:  # fmt: skip
+    """ΔΔG(MM→ML) from the samples both ML legs stored so far; written to
+    ``folder/ml_correction.json``."""
+    from ..units import KCAL_TO_KJ
+    from .hydration import simulated_ns
+
+    protocol = protocol or default_protocol()
+    path = path or EndStateProtocol()
+    folder = Path(folder)
+    water = analyse_leg(folder / "ml_solvent", protocol.temperature)
+    gas = analyse_leg(folder / "ml_vacuum", protocol.temperature)
+    fw, fv = water["result"], gas["result"]
+    value = fw.value_kt - fv.value_kt
+    error = float(np.hypot(fw.error_kt, fv.error_kt))
+    kt_kcal = fw.kt_in_kj_per_mol / KCAL_TO_KJ
+    flags = leg_flags(water, gas)
+    for name, leg in (("solvent", water), ("vacuum", gas)):
+        if min(leg["samples_per_state"]) < path.samples:
+            flags.append(f"{name}: {min(leg['samples_per_state'])} of {path.samples} samples per state (stopped early)")
+    summary = {
+        "smiles": smiles, "potential": potential, "temperature_K": protocol.temperature,
+        "ddG_mm_to_ml_kt": value, "ddG_mm_to_ml_error_kt": error,
+        "ddG_mm_to_ml_kcal_per_mol": value * kt_kcal, "ddG_mm_to_ml_error_kcal_per_mol": error * kt_kcal,
+        "dG_mm_to_ml_solvent_kt": fw.value_kt, "dG_mm_to_ml_vacuum_kt": fv.value_kt,
+        "lambdas": list(path.lambdas),
+        "samples_per_state": {"solvent": water["samples_per_state"], "vacuum": gas["samples_per_state"]},
+        "uncorrelated_per_state": {"solvent": water["uncorrelated_per_state"], "vacuum": gas["uncorrelated_per_state"]},
+        "simulated_ns_per_leg": {name: len(path.lambdas) * simulated_ns(min(leg["samples_per_state"]), path.steps_per_sample,
+                                                                        path.equilibration_steps, path.timestep_fs)
+                                 for name, leg in (("solvent", water), ("vacuum", gas))},
+        "sampler": protocol.sampler,
+        "ns_per_day_per_window": {"solvent": water["ns_per_day_per_state"], "vacuum": gas["ns_per_day_per_state"]},
+        "neighbour_overlaps": {"solvent": water["neighbour_overlaps"], "vacuum": gas["neighbour_overlaps"]},
+        "flags": flags, "protocol": dataclasses.asdict(path),
+    }  # fmt: skip
+    (folder / "ml_correction.json").write_text(json.dumps(summary, indent=1))
+    return summary
 
 
 def end_state_correction(
@@ -84,37 +151,10 @@ def end_state_correction(
     protocol: HydrationProtocol | None = None,
     path: EndStateProtocol | None = None,
     progress: bool = True,
+    platform: str | None = None,
 ) -> dict:
     """ΔΔG(MM→ML) of hydration for ``smiles`` with atomml ``potential``; resumable. The summary
     is returned and written to ``folder/ml_correction.json``."""
-    from ..mm import solvated_molecule
-    from ..units import KCAL_TO_KJ
-
-    protocol = protocol or default_protocol()
-    path = path or EndStateProtocol()
-    folder = Path(folder)
-    solvated, vacuum = solvated_molecule(smiles, folder / "setup", padding=protocol.padding, seed=protocol.seed)
-    from rdkit import Chem
-
-    charge = float(Chem.GetFormalCharge(Chem.MolFromSmiles(smiles)))  # the ML solute's total charge
-    water = _leg(solvated, potential, charge, protocol, path, True, folder / "ml_solvent", progress)
-    gas = _leg(vacuum, potential, charge, protocol, path, False, folder / "ml_vacuum", progress)
-    fw, fv = water["result"], gas["result"]
-    value = fw.value_kt - fv.value_kt
-    error = float(np.hypot(fw.error_kt, fv.error_kt))
-    kt_kcal = fw.kt_in_kj_per_mol / KCAL_TO_KJ
-    flags = leg_flags(water, gas)
-    summary = {
-        "smiles": smiles, "potential": potential, "temperature_K": protocol.temperature,
-        "ddG_mm_to_ml_kt": value, "ddG_mm_to_ml_error_kt": error,
-        "ddG_mm_to_ml_kcal_per_mol": value * kt_kcal, "ddG_mm_to_ml_error_kcal_per_mol": error * kt_kcal,
-        "dG_mm_to_ml_solvent_kt": fw.value_kt, "dG_mm_to_ml_vacuum_kt": fv.value_kt,
-        "lambdas": list(path.lambdas), "samples_per_state": path.samples,
-        "simulated_ns_per_leg": len(path.lambdas) * (path.samples * path.steps_per_sample + path.equilibration_steps)
-        * path.timestep_fs * 1e-6,
-        "ns_per_day_per_window": {"solvent": water["ns_per_day_per_state"], "vacuum": gas["ns_per_day_per_state"]},
-        "neighbour_overlaps": {"solvent": water["neighbour_overlaps"], "vacuum": gas["neighbour_overlaps"]},
-        "flags": flags, "protocol": dataclasses.asdict(path),
-    }  # fmt: skip
-    (folder / "ml_correction.json").write_text(json.dumps(summary, indent=1))
-    return summary
+    for leg in ("solvent", "vacuum"):
+        run_ml_leg(smiles, potential, folder, leg, protocol, path, platform=platform, progress=progress)
+    return summarise_ml(smiles, potential, folder, protocol, path)

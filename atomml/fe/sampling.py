@@ -117,11 +117,15 @@ def sample_windows(
     seed: int = 0,
     checkpoint_every: int = 1,
     progress: bool = True,
+    callback: Callable[[int], None] | None = None,
+    minimize: bool = True,
 ) -> Path:
     """Sample every state in turn (LangevinMiddle, NVT); returns ``folder``. Resumable.
 
     With the default ``checkpoint_every=1`` no completed sample is lost at a kill; with a larger
-    value, samples after the last checkpoint are drawn again."""
+    value, samples after the last checkpoint are drawn again. ``callback(samples_done)`` is
+    called after each checkpoint with the window's samples done. ``minimize=False`` skips the
+    minimisation before the equilibration (see :func:`sample_replica_exchange`)."""
     import openmm
     from openmm import unit
     from tqdm import tqdm
@@ -151,7 +155,8 @@ def sample_windows(
                     context.setPeriodicBoxVectors(*box)
                 context.setPositions(positions)
                 set_state(context, state)
-                openmm.LocalEnergyMinimizer.minimize(context, 1.0, 200)
+                if minimize:
+                    openmm.LocalEnergyMinimizer.minimize(context, 1.0, 200)
                 context.setVelocitiesToTemperature(temperature * unit.kelvin, seed + k + 1)
                 start = time.perf_counter()
                 integrator.step(equilibration_steps)
@@ -173,6 +178,8 @@ def sample_windows(
                             context.getState(getPositions=True, getVelocities=True)))  # fmt: skip
                         meta = {"samples": n + 1, "bytes": out.tell(), "dynamics_seconds": seconds, "dynamics_steps": steps}
                         _replace(meta_path, json.dumps(meta))
+                        if callback is not None:
+                            callback(n + 1)
             del context, integrator
     return folder
 
@@ -265,6 +272,7 @@ def sample_replica_exchange(
     seed: int = 0,
     progress: bool = True,
     callback: Callable[[int], None] | None = None,
+    minimize: bool = True,
 ) -> Path:
     """Hamiltonian replica exchange over ``states`` (see module doc); returns ``folder``.
 
@@ -272,7 +280,9 @@ def sample_replica_exchange(
     and equilibrated (``equilibration_steps``) in its own state. One OpenMM Context serves all
     replicas in turn. The swaps use a generator seeded by (``seed``, iteration), so a run is
     reproducible. ``callback(iterations_done)`` is called after each iteration's checkpoint.
-    Resumable; checkpoints after every iteration."""
+    Resumable; checkpoints after every iteration. ``minimize=False`` skips the minimisation
+    (for potentials whose energy is only sound near sampled geometries: an L-BFGS line search
+    tries far-off ones)."""
     import openmm
     from openmm import unit
     from tqdm import tqdm
@@ -328,7 +338,8 @@ def sample_replica_exchange(
                 context.setPeriodicBoxVectors(*box)
             context.setPositions(positions)
             set_state(context, state)
-            openmm.LocalEnergyMinimizer.minimize(context, 1.0, 200)
+            if minimize:
+                openmm.LocalEnergyMinimizer.minimize(context, 1.0, 200)
             context.setVelocitiesToTemperature(temperature * unit.kelvin, seed + k + 1)
             start = time.perf_counter()
             integrator.step(equilibration_steps)
