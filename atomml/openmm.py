@@ -109,3 +109,12 @@ class AtomMLPotentialImplFactory(MLPotentialImplFactory):
 
     def createImpl(self, name: str, **args: Any) -> MLPotentialImpl:
         return AtomMLPotentialImpl(name, **args)
+
+
+def ensure_registered() -> None:
+    """Register ``MLPotential("atomml")`` with openmm-ml when its entry point is not installed
+    (atomml used from a source tree on ``PYTHONPATH`` rather than pip-installed)."""
+    from openmmml import MLPotential
+
+    if "atomml" not in getattr(MLPotential, "_implFactories", {}):
+        MLPotential.registerImplFactory("atomml", AtomMLPotentialImplFactory())

@@ -143,7 +143,8 @@ def main() -> None:
         result["torchmd-net"] = json.loads((run / "torchmdnet.json").read_text())
     report_name = f"training_{args.which}_stage{args.stage}.json" if args.stage > 1 else f"training_{args.which}_vs_torchmdnet.json"
     out = ROOT / "data" / "benchmarks" / report_name
-    out.write_text(json.dumps(result, indent=1))
+    # repo-relative paths: the report is committed and read on other machines
+    out.write_text(json.dumps(result, indent=1).replace(str(ROOT) + os.sep, ""))
     shipped = ROOT / "potentials" / f"{name}.safetensors"
     shutil.copyfile(ours["potential"], shipped)
     size = shipped.stat().st_size

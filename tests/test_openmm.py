@@ -264,3 +264,20 @@ def test_drug_like_molecule_ml_in_tip3p_water_langevin_2fs_hmr(organic_hcno, tmp
     dof = 3 * mixed.getNumParticles() - mixed.getNumConstraints() - 3
     temperature = 2 * state.getKineticEnergy() / (dof * unit.MOLAR_GAS_CONSTANT_R)
     assert 200 < temperature.value_in_unit(unit.kelvin) < 400
+
+
+def test_registers_itself_without_the_entry_point(monkeypatch):
+    """From a source tree (no installed entry point) openmm-ml does not know "atomml";
+    ensure_registered adds it, once."""
+    from openmmml import MLPotential
+
+    from atomml.openmm import AtomMLPotentialImplFactory, ensure_registered
+
+    monkeypatch.setattr(MLPotential, "_implFactories", {})
+    with pytest.raises(KeyError):
+        MLPotential("atomml", potential="schnet-cu-emt-demo")
+    ensure_registered()
+    ensure_registered()
+    assert list(MLPotential._implFactories) == ["atomml"]
+    assert isinstance(MLPotential._implFactories["atomml"], AtomMLPotentialImplFactory)
+    MLPotential("atomml", potential="schnet-cu-emt-demo")

@@ -83,6 +83,7 @@ def run_ml_leg(smiles: str, potential: str, folder: str | os.PathLike[str], leg:
     from openmmml import MLPotential
 
     from ..mm import solvated_molecule
+    from ..openmm import ensure_registered
     from .hydration import LEGS, sample_leg
 
     if leg not in LEGS:
@@ -94,6 +95,7 @@ def run_ml_leg(smiles: str, potential: str, folder: str | os.PathLike[str], leg:
     setup = solvated if leg == "solvent" else vacuum
     system, _, _ = leg_system(setup, protocol, leg == "solvent")
     topology = app.AmberPrmtopFile(str(setup.prmtop)).topology
+    ensure_registered()
     options = {} if device is None else {"device": device}
     ml = MLPotential("atomml", potential=potential, charge=_solute_charge(setup), precision=path.precision, **options)
     mixed = ml.createMixedSystem(topology, system, list(setup.molecule_atoms), interpolate=True)
