@@ -140,3 +140,18 @@ def test_legs_run_apart_within_a_budget_and_summarise_what_is_stored(tmp_path):
     assert read_u_kn(folder / "vacuum")[1].tolist() == [12] * 4
     with pytest.raises(ValueError, match="leg must be one of"):
         run_leg("C", folder, "gas", protocol)
+
+
+def test_ml_legs_keep_the_solutes_hydrogen_constraints(tmp_path):
+    """openmm-ml drops the ML atoms' constraints unless told not to; the ML/MM legs run at the
+    MM legs' 2 fs with heavy hydrogens, which needs the X-H constraints (4 in methane)."""
+    from atomml.fe.hydration import HydrationProtocol, leg_system
+    from atomml.fe.mlmm import EndStateProtocol, mixed_system
+    from atomml.mm import solvated_molecule
+
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    protocol = HydrationProtocol.from_yaml(tmp_path / "tiny.yaml")
+    _, vacuum = solvated_molecule("C", tmp_path / "setup", padding=protocol.padding, seed=protocol.seed)
+    mm, _, _ = leg_system(vacuum, protocol, False)
+    mixed = mixed_system(vacuum, "schnet-cu-emt-demo", protocol, EndStateProtocol(), False, device="cpu")
+    assert mm.getNumConstraints() == mixed.getNumConstraints() == 4

@@ -68,6 +68,25 @@ def _solute_charge(setup: Any) -> float:
     return float(round(total))
 
 
+def mixed_system(setup: Any, potential: str, protocol: HydrationProtocol, path: EndStateProtocol, solvent: bool,
+                 device: str | None = None) -> Any:  # fmt: skip
+    """The leg's MM system with the solute's internal energy interpolated to ``potential``
+    (global ``lambda_interpolate``). The solute's X–H constraints stay: openmm-ml removes the
+    ML atoms' constraints by default, and with the protocol's 2 fs step and 1.5 amu hydrogens
+    unconstrained X–H bonds blow up (a methane shed its hydrogens at λ = 0)."""
+    from openmm import app
+    from openmmml import MLPotential
+
+    from ..openmm import ensure_registered
+
+    system, _, _ = leg_system(setup, protocol, solvent)
+    topology = app.AmberPrmtopFile(str(setup.prmtop)).topology
+    ensure_registered()
+    options = {} if device is None else {"device": device}
+    ml = MLPotential("atomml", potential=potential, charge=_solute_charge(setup), precision=path.precision, **options)
+    return ml.createMixedSystem(topology, system, list(setup.molecule_atoms), interpolate=True, removeConstraints=False)
+
+
 def run_ml_leg(smiles: str, potential: str, folder: str | os.PathLike[str], leg: str,
                protocol: HydrationProtocol | None = None, path: EndStateProtocol | None = None,
                platform: str | None = None, max_minutes: float | None = None, progress: bool = True,
@@ -79,11 +98,7 @@ def run_ml_leg(smiles: str, potential: str, folder: str | os.PathLike[str], leg:
     box, as the decoupling leg does. No state is minimised: the L-BFGS line search of OpenMM's
     minimiser tries geometries far from any the ML potential was trained on (an H tried
     0.07 Å from its carbon), so every state starts from the MM coordinates and equilibrates by MD."""
-    from openmm import app
-    from openmmml import MLPotential
-
     from ..mm import solvated_molecule
-    from ..openmm import ensure_registered
     from .hydration import LEGS, sample_leg
 
     if leg not in LEGS:
@@ -93,12 +108,7 @@ def run_ml_leg(smiles: str, potential: str, folder: str | os.PathLike[str], leg:
     folder = Path(folder)
     solvated, vacuum = solvated_molecule(smiles, folder / "setup", padding=protocol.padding, seed=protocol.seed)
     setup = solvated if leg == "solvent" else vacuum
-    system, _, _ = leg_system(setup, protocol, leg == "solvent")
-    topology = app.AmberPrmtopFile(str(setup.prmtop)).topology
-    ensure_registered()
-    options = {} if device is None else {"device": device}
-    ml = MLPotential("atomml", potential=potential, charge=_solute_charge(setup), precision=path.precision, **options)
-    mixed = ml.createMixedSystem(topology, system, list(setup.molecule_atoms), interpolate=True)
+    mixed = mixed_system(setup, potential, protocol, path, leg == "solvent", device)
     return sample_leg(
         setup, protocol, leg == "solvent", folder / f"ml_{leg}", list(path.lambdas), _set_lambda, path.samples,
         path.steps_per_sample, path.equilibration_steps, path.timestep_fs, platform, max_minutes, progress, system=mixed,
