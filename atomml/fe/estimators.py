@@ -83,11 +83,13 @@ def equilibrated(series: np.ndarray) -> tuple[int, float, float]:
     return int(t0), float(g), float(neff)
 
 
-def decorrelated_indices(series: np.ndarray) -> np.ndarray:
-    """Indices of effectively independent samples after equilibration."""
+def decorrelated_indices(series: np.ndarray, t0: int | None = None, g: float | None = None) -> np.ndarray:
+    """Indices of effectively independent samples after equilibration; ``t0`` and ``g`` from an
+    earlier :func:`equilibrated` of the same series spare detecting them again."""
     from pymbar import timeseries
 
-    t0, g, _ = equilibrated(series)
+    if t0 is None or g is None:
+        t0, g, _ = equilibrated(series)
     return t0 + np.asarray(timeseries.subsample_correlated_data(np.asarray(series)[t0:], g=g), dtype=int)
 
 

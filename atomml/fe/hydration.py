@@ -141,7 +141,7 @@ def decorrelate(u_kn: np.ndarray, n_k: np.ndarray) -> tuple[np.ndarray, np.ndarr
             idx, t0, g = np.arange(n), 0, 1.0
         else:
             t0, g, _ = equilibrated(series)
-            idx = decorrelated_indices(series)
+            idx = decorrelated_indices(series, t0, g)
         keep.append(start + idx)
         info.append({"t0": int(t0), "g": float(g), "uncorrelated": int(len(idx))})
         start += n
@@ -263,11 +263,19 @@ def _analyse(protocol: HydrationProtocol, folder: Path) -> dict:
     return leg
 
 
-def simulated_ns(samples: int, steps_per_sample: int, equilibration_steps: int, timestep_fs: float) -> float:
-    """Simulated time of one state: equilibration plus ``samples`` sampling intervals."""
+def sampling_lengths(legs: dict[str, dict], n_states: int, samples: int, steps_per_sample: int,
+                     equilibration_steps: int, timestep_fs: float) -> tuple[dict[str, float], list[str]]:
+    """Simulated ns of each analysed leg (its states' equilibration plus the samples every state
+    has) and a flag for each leg stopped before ``samples`` per state."""
     from ..units import NS_PER_FS
 
-    return (samples * steps_per_sample + equilibration_steps) * timestep_fs * NS_PER_FS
+    ns, flags = {}, []
+    for name, leg in legs.items():
+        done = min(leg["samples_per_state"])
+        ns[name] = n_states * (done * steps_per_sample + equilibration_steps) * timestep_fs * NS_PER_FS
+        if done < samples:
+            flags.append(f"{name}: {done} of the protocol's {samples} samples per state (stopped early)")
+    return ns, flags
 
 
 def summarise(smiles: str, folder: str | os.PathLike[str], protocol: HydrationProtocol | None = None) -> dict:
@@ -290,12 +298,9 @@ def summarise(smiles: str, folder: str | os.PathLike[str], protocol: HydrationPr
             if a is not None and a < MIN_ACCEPTANCE:
                 flags.append(f"{name}: replica exchange between states {k} and {k + 1} accepted {a:.1%} of swaps "
                              f"(< {MIN_ACCEPTANCE:.0%}): add states between them")  # fmt: skip
-        done = min(leg["samples_per_state"])
-        if done < protocol.samples:
-            flags.append(f"{name}: {done} of the protocol's {protocol.samples} samples per state (stopped early)")
-    ns = {name: len(schedule) * simulated_ns(min(leg["samples_per_state"]), protocol.steps_per_sample,
-                                             protocol.equilibration_steps, protocol.timestep_fs)
-          for name, leg in (("solvent", water), ("vacuum", gas))}  # fmt: skip
+    ns, stopped = sampling_lengths({"solvent": water, "vacuum": gas}, len(schedule), protocol.samples,
+                                   protocol.steps_per_sample, protocol.equilibration_steps, protocol.timestep_fs)  # fmt: skip
+    flags += stopped
     summary = {
         "smiles": smiles, "temperature_K": protocol.temperature,
         "dG_hydration_kt": value, "dG_hydration_error_kt": error,

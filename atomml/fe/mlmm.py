@@ -8,7 +8,7 @@ system with ``interpolate=True`` gives the path
     U(λ) = U_MM(everything but the solute's internal terms) + (1 - λ) U_MM,internal + λ U_ML,
 
 where the solute's interactions with the water stay MM (GAFF2 Lennard-Jones, AM1-BCC charges)
-at every λ. Independent windows at ``lambdas`` (the hydration protocol's sampler,
+at every λ. The states at ``lambdas`` (sampled by the hydration protocol's sampler,
 resumable) and MBAR give ΔG(MM→ML) in water and in vacuum; the correction to a hydration free
 energy is
 
@@ -121,7 +121,7 @@ def summarise_ml(smiles: str, potential: str, folder: str | os.PathLike[str], pr
     """ΔΔG(MM→ML) from the samples both ML legs stored so far; written to
     ``folder/ml_correction.json``."""
     from ..units import KCAL_TO_KJ
-    from .hydration import simulated_ns
+    from .hydration import sampling_lengths
 
     protocol = protocol or default_protocol()
     path = path or EndStateProtocol()
@@ -132,10 +132,9 @@ def summarise_ml(smiles: str, potential: str, folder: str | os.PathLike[str], pr
     value = fw.value_kt - fv.value_kt
     error = float(np.hypot(fw.error_kt, fv.error_kt))
     kt_kcal = fw.kt_in_kj_per_mol / KCAL_TO_KJ
-    flags = leg_flags(water, gas)
-    for name, leg in (("solvent", water), ("vacuum", gas)):
-        if min(leg["samples_per_state"]) < path.samples:
-            flags.append(f"{name}: {min(leg['samples_per_state'])} of {path.samples} samples per state (stopped early)")
+    ns, stopped = sampling_lengths({"solvent": water, "vacuum": gas}, len(path.lambdas), path.samples,
+                                   path.steps_per_sample, path.equilibration_steps, path.timestep_fs)  # fmt: skip
+    flags = leg_flags(water, gas) + stopped
     summary = {
         "smiles": smiles, "potential": potential, "temperature_K": protocol.temperature,
         "ddG_mm_to_ml_kt": value, "ddG_mm_to_ml_error_kt": error,
@@ -144,9 +143,7 @@ def summarise_ml(smiles: str, potential: str, folder: str | os.PathLike[str], pr
         "lambdas": list(path.lambdas),
         "samples_per_state": {"solvent": water["samples_per_state"], "vacuum": gas["samples_per_state"]},
         "uncorrelated_per_state": {"solvent": water["uncorrelated_per_state"], "vacuum": gas["uncorrelated_per_state"]},
-        "simulated_ns_per_leg": {name: len(path.lambdas) * simulated_ns(min(leg["samples_per_state"]), path.steps_per_sample,
-                                                                        path.equilibration_steps, path.timestep_fs)
-                                 for name, leg in (("solvent", water), ("vacuum", gas))},
+        "simulated_ns_per_leg": ns,
         "sampler": protocol.sampler,
         "ns_per_day_per_window": {"solvent": water["ns_per_day_per_state"], "vacuum": gas["ns_per_day_per_state"]},
         "neighbour_overlaps": {"solvent": water["neighbour_overlaps"], "vacuum": gas["neighbour_overlaps"]},
