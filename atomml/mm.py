@@ -58,30 +58,36 @@ def conformer_sdf(smiles: str, path: Path, seed: int = 0) -> int:
     return Chem.GetFormalCharge(mol)
 
 
+FORCE_FIELDS = ("gaff2", "gaff")
+
+
 def solvated_molecule(
-    smiles: str, workdir: str | os.PathLike[str], padding: float | None = 8.0, seed: int = 0
+    smiles: str, workdir: str | os.PathLike[str], padding: float | None = 8.0, seed: int = 0, force_field: str = "gaff2"
 ) -> tuple[AmberSystem, AmberSystem | None]:
     """GAFF2/AM1-BCC ``smiles`` in a TIP3P box (``padding`` Å around it) and alone in vacuum
     (the same parameters and conformer); files in ``workdir``. ``padding=None``: vacuum only,
-    returned first."""
+    returned first. ``force_field="gaff"``: GAFF 1.x types and parameters instead (what
+    FreeSolv's calculated values used), the same AM1-BCC charges."""
+    if force_field not in FORCE_FIELDS:
+        raise ValueError(f"force_field must be one of {FORCE_FIELDS}, got {force_field!r}")
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     # an earlier set-up of the same request is reused: a resumed calculation must keep the very
     # parameters its samples were drawn with (a new conformer gives other AM1-BCC charges)
     record = work / "setup.json"
-    request = {"smiles": smiles, "padding": padding, "seed": seed}
-    if record.exists() and json.loads(record.read_text()) == request:
+    request = {"smiles": smiles, "padding": padding, "seed": seed, "force_field": force_field}
+    if record.exists() and {"force_field": "gaff2", **json.loads(record.read_text())} == request:
         vacuum = _amber_system(work, "vacuum")
         return (vacuum, None) if padding is None else (_amber_system(work, "solvent"), vacuum)
     record.unlink(missing_ok=True)
     charge = conformer_sdf(smiles, work / "molecule.sdf", seed)
     _run([_tool("antechamber"), "-i", "molecule.sdf", "-fi", "sdf", "-o", "molecule.mol2", "-fo", "mol2",
-          "-c", "bcc", "-at", "gaff2", "-nc", str(charge), "-rn", "LIG", "-pf", "y"], work, "antechamber (AM1-BCC)")  # fmt: skip
-    _run([_tool("parmchk2"), "-i", "molecule.mol2", "-f", "mol2", "-o", "molecule.frcmod", "-s", "gaff2"], work, "parmchk2")
+          "-c", "bcc", "-at", force_field, "-nc", str(charge), "-rn", "LIG", "-pf", "y"], work, "antechamber (AM1-BCC)")  # fmt: skip
+    _run([_tool("parmchk2"), "-i", "molecule.mol2", "-f", "mol2", "-o", "molecule.frcmod", "-s", force_field], work, "parmchk2")
     solvate = "" if padding is None else f"SOLV = copy LIG\nsolvateBox SOLV TIP3PBOX {padding}\n" \
         "saveamberparm SOLV solvent.prmtop solvent.inpcrd\n"
     (work / "tleap.in").write_text(
-        "source leaprc.gaff2\nsource leaprc.water.tip3p\nloadamberparams molecule.frcmod\n"
+        f"source leaprc.{force_field}\nsource leaprc.water.tip3p\nloadamberparams molecule.frcmod\n"
         "LIG = loadmol2 molecule.mol2\nsaveamberparm LIG vacuum.prmtop vacuum.inpcrd\n" + solvate + "quit\n"
     )
     _run([_tool("tleap"), "-f", "tleap.in"], work, "tleap")

@@ -12,14 +12,19 @@ wall-clock budget: ``solvent`` and ``vacuum`` are the MM decoupling legs
 ``ML_LAMBDAS``). The legs are independent, so they can run side by side or on another machine
 (only OpenMM, openmm-ml and atomml are needed there; the set-up files travel with the folder).
 Every leg stores its samples as it goes; running it again continues it. ``report`` analyses
-whatever has been sampled (MBAR on equilibrated, uncorrelated samples) and writes
+whatever has been sampled (MBAR on equilibrated, uncorrelated samples; the solute's long-range
+dispersion correction added to the coupled state, as in FreeSolv's own GROMACS runs) and writes
 ``data/benchmarks/freesolv_hydration.json`` with the sampling length of every leg next to
-FreeSolv's experimental and GAFF-calculated values, and prints the table.
+FreeSolv's experimental and GAFF-calculated values, and prints the table. ``--force-field gaff``
+runs the same legs with GAFF 1.x parameters (FreeSolv's force field; the same conformer and
+AM1-BCC charges) in ``runs/freesolv/<molecule>_gaff``; ``report`` adds them where both legs exist,
+which separates the force field's share of a difference to FreeSolv's GAFF values from ours.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import sys
@@ -57,6 +62,11 @@ def potential_sha256(name: str) -> str:
     return hashlib.sha256(Path(resolve(name)).read_bytes()).hexdigest()
 
 
+def run_folder(workdir: Path, molecule: str, force_field: str) -> Path:
+    """The runs of the default GAFF2 set-up are in ``workdir/<molecule>``, others beside them."""
+    return workdir / (molecule if force_field == "gaff2" else f"{molecule}_{force_field}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=("prepare", "run", "report"))
@@ -67,22 +77,26 @@ def main() -> None:
     parser.add_argument("--ml-device", help="torch device of the ML solute (default: CUDA if there is one)")
     parser.add_argument("--max-minutes", type=float, help="wall-clock budget of the leg's sampling")
     parser.add_argument("--potential", default=ML_POTENTIAL)
+    parser.add_argument("--force-field", choices=("gaff2", "gaff"), default="gaff2",
+                        help="MM parameters of the solute; 'gaff' (FreeSolv's own) runs in <molecule>_gaff")
     parser.add_argument("--output", type=Path, default=ROOT / "data" / "benchmarks" / "freesolv_hydration.json")
     args = parser.parse_args()
     mm, ml = protocols()
+    mm = dataclasses.replace(mm, force_field=args.force_field)
 
     if args.action == "prepare":
         from atomml.mm import solvated_molecule
 
         for name, molecule in MOLECULES.items():
-            solvated_molecule(molecule["smiles"], args.workdir / name / "setup", padding=mm.padding, seed=mm.seed)
-            print(f"{name}: set up in {args.workdir / name / 'setup'}", flush=True)
+            setup = run_folder(args.workdir, name, mm.force_field) / "setup"
+            solvated_molecule(molecule["smiles"], setup, padding=mm.padding, seed=mm.seed, force_field=mm.force_field)
+            print(f"{name}: set up in {setup}", flush=True)
         return
 
     if args.action == "run":
         if not (args.molecule and args.leg):
             parser.error("run needs --molecule and --leg")
-        smiles, folder = MOLECULES[args.molecule]["smiles"], args.workdir / args.molecule
+        smiles, folder = MOLECULES[args.molecule]["smiles"], run_folder(args.workdir, args.molecule, mm.force_field)
         if args.leg.startswith("ml_"):
             from atomml.fe.mlmm import run_ml_leg
 
@@ -98,7 +112,7 @@ def main() -> None:
     from atomml.fe.hydration import summarise
     from atomml.fe.mlmm import summarise_ml
 
-    rows, table = {}, []
+    rows, table, gaff_table = {}, [], []
     for name, molecule in MOLECULES.items():
         folder = args.workdir / name
         row = {**molecule}
@@ -106,6 +120,14 @@ def main() -> None:
             row["mm"] = summarise(molecule["smiles"], folder, mm)
         except (OSError, ValueError, RuntimeError) as exc:
             row["mm_missing"] = str(exc)
+        gaff_folder = run_folder(args.workdir, name, "gaff")
+        if "mm" in row and (gaff_folder / "solvent").exists() and (gaff_folder / "vacuum").exists():
+            row["mm_gaff"] = summarise(molecule["smiles"], gaff_folder, dataclasses.replace(mm, force_field="gaff"))
+            g = row["mm_gaff"]
+            gaff_table.append(f"| {name} | {molecule['freesolv_gaff']:.2f} | {g['dG_hydration_kcal_per_mol']:.2f} ± "
+                              f"{g['dG_hydration_error_kcal_per_mol']:.2f} | {row['mm']['dG_hydration_kcal_per_mol']:.2f} ± "
+                              f"{row['mm']['dG_hydration_error_kcal_per_mol']:.2f} | "
+                              f"{min(g['samples_per_state']['solvent']) * mm.steps_per_sample * mm.timestep_fs / 1000:.0f} ps/state |")  # fmt: skip
         try:
             row["ml_correction"] = summarise_ml(molecule["smiles"], args.potential, folder, mm, ml)
             row["ml_correction"]["potential_sha256"] = potential_sha256(args.potential)
@@ -143,6 +165,10 @@ def main() -> None:
     header = ("| molecule | exp. | FreeSolv GAFF | atomml MM (GAFF2) | MM sampling | MM→ML ΔΔG | ML sampling | "
               "ML/MM ΔG | flags |\n|---|---|---|---|---|---|---|---|---|")  # fmt: skip
     print("kcal/mol, 298.15 K\n" + header + "\n" + "\n".join(table))
+    if gaff_table:
+        print("\nGAFF 1.x (FreeSolv's force field), same charges and protocol\n"
+              "| molecule | FreeSolv GAFF | atomml MM (GAFF) | atomml MM (GAFF2) | water sampling |\n|---|---|---|---|---|\n"
+              + "\n".join(gaff_table))
     print(f"written {args.output}")
 
 

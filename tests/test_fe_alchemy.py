@@ -110,3 +110,32 @@ def test_schedule_names_states_by_meaning():
         Schedule.decoupling([1.0, 0.5])
     with pytest.raises(ValueError, match="electrostatics off before sterics"):
         AlchemicalState(0.5, 0.5)
+
+
+def test_solute_dispersion_correction_is_the_analytic_tail():
+    """The solute's long-range correction (alchemical_system(dispersion_correction=True)) against
+    the closed form: per solute-environment pair 16 pi eps [sigma^12/(9 rc^9) - sigma^6/(3 rc^3)] / V,
+    the LJ energy beyond the cutoff of a uniform environment; the decoupled state has none.
+    OpenMM's pair counting differs from the closed form at order 1/N (N particles): 1.2 % in this
+    81-atom box, < 0.1 % for a solvated solute."""
+    system, positions, box = water_system()
+    nb = next(f for f in system.getForces() if isinstance(f, openmm.NonbondedForce))
+    nb.setUseDispersionCorrection(True)
+    with_tail, without = (alchemical_system(system, SOLUTE, dispersion_correction=flag) for flag in (True, False))
+    coupled, decoupled = AlchemicalState(1.0, 1.0), AlchemicalState(0.0, 0.0)
+    tail = energy(with_tail, positions, box, coupled) - energy(without, positions, box, coupled)
+
+    rc = nb.getCutoffDistance().value_in_unit(unit.nanometer)
+    params = [nb.getParticleParameters(i) for i in range(system.getNumParticles())]
+    expected = 0.0
+    for i in SOLUTE:
+        for j in range(system.getNumParticles()):
+            if j in SOLUTE:
+                continue
+            sigma = 0.5 * (params[i][1] + params[j][1]).value_in_unit(unit.nanometer)
+            eps = np.sqrt((params[i][2] * params[j][2]).value_in_unit(unit.kilojoule_per_mole**2))
+            expected += 16 * np.pi * eps * (sigma**12 / (9 * rc**9) - sigma**6 / (3 * rc**3))
+    expected /= np.linalg.det(box)
+    assert expected < -0.01
+    assert tail == pytest.approx(expected, rel=1.5 / system.getNumParticles())
+    assert energy(with_tail, positions, box, decoupled) == pytest.approx(energy(without, positions, box, decoupled), abs=1e-9)

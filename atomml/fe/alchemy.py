@@ -14,9 +14,13 @@ Coupling strengths go from 1 (fully interacting) to 0 (decoupled), as the conven
   (r/sigma)^6)], finite at r = 0 for lambda < 1 (``alpha`` = 0.5); the solute's own LJ stays
   at full strength in a second CustomNonbondedForce.
 
-At full coupling the System's energy equals the original's (tests/test_fe_alchemy.py), with
-the long-range dispersion correction switched off for the solute's LJ (it is kept for the
-environment's own LJ, unchanged).
+At full coupling the System's energy equals the original's (tests/test_fe_alchemy.py). The
+environment's own long-range dispersion correction is kept unchanged; the solute's is off
+unless ``dispersion_correction=True``. It is a function of the volume and ``lambda_sterics``
+only, zero when decoupled, so a workflow can sample without it and add it to the fully coupled
+state afterwards (:func:`atomml.fe.hydration.solute_dispersion_correction`), which changes the
+decoupling free energy exactly as sampling with it would, without OpenMM integrating it anew
+at every parameter change.
 """
 
 from __future__ import annotations
@@ -75,10 +79,14 @@ class Schedule:
         return len(self.states)
 
 
-def alchemical_system(system: Any, solute: Iterable[int], alpha: float = SOFTCORE_ALPHA) -> Any:
+def alchemical_system(system: Any, solute: Iterable[int], alpha: float = SOFTCORE_ALPHA,
+                      dispersion_correction: bool = False) -> Any:  # fmt: skip
     """A copy of ``system`` in which ``solute`` (atom indices) can be decoupled (see module doc).
 
     The System must have exactly one NonbondedForce (Amber/CHARMM-style force fields).
+    ``dispersion_correction``: add the solute's long-range dispersion correction (periodic
+    Systems whose NonbondedForce uses one; as openmmtools does by default), scaled like its
+    soft-core LJ; then the fully coupled energy equals the original's to the last digits.
     """
     import openmm
 
@@ -133,7 +141,7 @@ def alchemical_system(system: Any, solute: Iterable[int], alpha: float = SOFTCOR
         force.setCutoffDistance(cutoff)
         force.setUseSwitchingFunction(nb.getUseSwitchingFunction())
         force.setSwitchingDistance(nb.getSwitchingDistance())
-        force.setUseLongRangeCorrection(False)
+        force.setUseLongRangeCorrection(bool(dispersion_correction and periodic and nb.getUseDispersionCorrection()))
         for i in range(n):
             sigma, eps = sigma_eps[i] if i in solute_set else nb.getParticleParameters(i)[1:]
             force.addParticle([sigma, eps])

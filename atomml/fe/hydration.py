@@ -4,7 +4,8 @@ SMILES -> GAFF2/AM1-BCC with TIP3P (:func:`atomml.mm.solvated_molecule`) -> the 
 decoupled in water (PME) and in vacuum through the same alchemical states
 (:mod:`atomml.fe.alchemy`) -> independent windows or Hamiltonian replica exchange
 (:mod:`atomml.fe.sampling`, resumable; the protocol's ``sampler``) -> MBAR per leg with
-diagnostics and plots. dG_hyd = dF_decouple(vacuum) - dF_decouple(water).
+diagnostics and plots. dG_hyd = dF_decouple(vacuum) - dF_decouple(water), the latter with the
+solute's long-range dispersion correction (:func:`solute_dispersion_correction`).
 
 Before MBAR every state's samples are cut to the equilibrated part and subsampled to
 uncorrelated ones (pymbar's timeseries on the state's own reduced potential); a state left with
@@ -51,10 +52,15 @@ class HydrationProtocol:
     # NPT MD of the fully coupled solvated system before any window starts: tleap's box is at
     # ~0.6 g/cm3 and shrinks by a third within ~10 ps, far more than one window equilibrates
     density_equilibration_ps: float = 50.0
+    force_field: str = "gaff2"  # or "gaff" (GAFF 1.x, as FreeSolv's calculated values); AM1-BCC either way
 
     def __post_init__(self) -> None:
+        from ..mm import FORCE_FIELDS
+
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
+        if self.force_field not in FORCE_FIELDS:
+            raise ValueError(f"force_field must be one of {FORCE_FIELDS}, got {self.force_field!r}")
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str]) -> HydrationProtocol:
@@ -126,6 +132,38 @@ def equilibrated(system: Any, positions: Any, box: Any, protocol: HydrationProto
         del context
     state = openmm.XmlSerializer.deserialize(path.read_text())
     return state.getPositions(), state.getPeriodicBoxVectors()
+
+
+def solute_dispersion_correction(setup: Any, protocol: HydrationProtocol) -> float:
+    """The solute-water long-range dispersion correction of the fully coupled solvated state, in
+    kT, at the density-equilibrated box (from :func:`equilibrated`; it varies as 1/V, and NPT
+    volume fluctuations of a few-thousand-atom box move it by < 1 %).
+
+    The legs sample without it (:func:`atomml.fe.alchemy.alchemical_system` default); it is a
+    function of volume and ``lambda_sterics`` alone and zero when decoupled, so adding it to the
+    fully coupled state's free energy (FEP, -kT ln<exp(-u)> = u for a constant) gives the
+    decoupling free energy of the Hamiltonian that includes it in every state, as openmmtools and
+    GROMACS' DispCorr do. 0 when the System has no dispersion correction."""
+    import openmm
+    from openmm import unit
+
+    from .alchemy import AlchemicalState, alchemical_system, set_state
+
+    mm, positions, box = leg_system(setup, protocol, solvent=True)
+    path = npt_state_path(setup, protocol)
+    if path.exists():
+        state = openmm.XmlSerializer.deserialize(path.read_text())
+        positions, box = state.getPositions(), state.getPeriodicBoxVectors()
+    energies = []
+    for correction in (False, True):
+        system = alchemical_system(mm, setup.molecule_atoms, dispersion_correction=correction)
+        context = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+        context.setPeriodicBoxVectors(*box)
+        context.setPositions(positions)
+        set_state(context, AlchemicalState(1.0, 1.0))
+        energies.append(context.getState(getEnergy=True).getPotentialEnergy())
+    kt = unit.MOLAR_GAS_CONSTANT_R * protocol.temperature * unit.kelvin
+    return float((energies[1] - energies[0]) / kt)
 
 
 def decorrelate(u_kn: np.ndarray, n_k: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[dict]]:
@@ -242,7 +280,8 @@ def run_leg(smiles: str, folder: str | os.PathLike[str], leg: str, protocol: Hyd
         raise ValueError(f"leg must be one of {LEGS}, got {leg!r}")
     protocol = protocol or default_protocol()
     folder = Path(folder)
-    solvated, vacuum = solvated_molecule(smiles, folder / "setup", padding=protocol.padding, seed=protocol.seed)
+    solvated, vacuum = solvated_molecule(smiles, folder / "setup", padding=protocol.padding, seed=protocol.seed,
+                                         force_field=protocol.force_field)
     schedule = Schedule.decoupling(protocol.electrostatics, protocol.sterics)
     solvent = leg == "solvent"
     return sample_leg(
@@ -281,6 +320,7 @@ def sampling_lengths(legs: dict[str, dict], n_states: int, samples: int, steps_p
 def summarise(smiles: str, folder: str | os.PathLike[str], protocol: HydrationProtocol | None = None) -> dict:
     """ΔG_hyd from the samples both legs stored so far (complete or not: the summary says how
     many each state has and how long was simulated); written to ``folder/summary.json``."""
+    from ..mm import solvated_molecule
     from ..units import KCAL_TO_KJ
     from .alchemy import Schedule
 
@@ -289,7 +329,12 @@ def summarise(smiles: str, folder: str | os.PathLike[str], protocol: HydrationPr
     schedule = Schedule.decoupling(protocol.electrostatics, protocol.sterics)
     water, gas = _analyse(protocol, folder / "solvent"), _analyse(protocol, folder / "vacuum")
     fw, fv = water["result"], gas["result"]
-    value = fv.value_kt - fw.value_kt
+    solvated, _ = solvated_molecule(smiles, folder / "setup", padding=protocol.padding, seed=protocol.seed,
+                                    force_field=protocol.force_field)  # fmt: skip
+    dispersion = solute_dispersion_correction(solvated, protocol)
+    # decoupling removes the (negative) correction of the coupled state: dF_decouple rises by -u
+    decouple_solvent = fw.value_kt - dispersion
+    value = fv.value_kt - decouple_solvent
     error = float(np.hypot(fv.error_kt, fw.error_kt))
     kt_kcal = fw.kt_in_kj_per_mol / KCAL_TO_KJ
     flags = leg_flags(water, gas)
@@ -305,7 +350,8 @@ def summarise(smiles: str, folder: str | os.PathLike[str], protocol: HydrationPr
         "smiles": smiles, "temperature_K": protocol.temperature,
         "dG_hydration_kt": value, "dG_hydration_error_kt": error,
         "dG_hydration_kcal_per_mol": value * kt_kcal, "dG_hydration_error_kcal_per_mol": error * kt_kcal,
-        "dF_decouple_solvent_kt": fw.value_kt, "dF_decouple_vacuum_kt": fv.value_kt,
+        "dF_decouple_solvent_kt": decouple_solvent, "dF_decouple_vacuum_kt": fv.value_kt,
+        "dF_decouple_solvent_sampled_kt": fw.value_kt, "solute_dispersion_correction_kt": dispersion,
         "states": [s.name for s in schedule.states],
         "samples_per_state": {"solvent": water["samples_per_state"], "vacuum": gas["samples_per_state"]},
         "uncorrelated_per_state": {"solvent": water["uncorrelated_per_state"], "vacuum": gas["uncorrelated_per_state"]},

@@ -106,7 +106,8 @@ def run_ml_leg(smiles: str, potential: str, folder: str | os.PathLike[str], leg:
     protocol = protocol or default_protocol()
     path = path or EndStateProtocol()
     folder = Path(folder)
-    solvated, vacuum = solvated_molecule(smiles, folder / "setup", padding=protocol.padding, seed=protocol.seed)
+    solvated, vacuum = solvated_molecule(smiles, folder / "setup", padding=protocol.padding, seed=protocol.seed,
+                                         force_field=protocol.force_field)
     setup = solvated if leg == "solvent" else vacuum
     mixed = mixed_system(setup, potential, protocol, path, leg == "solvent", device)
     return sample_leg(

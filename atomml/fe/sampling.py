@@ -100,6 +100,25 @@ def _ns_per_day(steps: np.ndarray, seconds: np.ndarray, timestep_fs: float) -> n
         return np.where(seconds > 0, steps * timestep_fs * units.NS_PER_FS / seconds * units.SECONDS_PER_DAY, np.nan)
 
 
+def _equilibrate(context: Any, integrator: Any, positions: Any, box: Any, set_state: Callable[[Any, Any], None],
+                 state: Any, minimize: bool, temperature: float, velocity_seed: int, steps: int) -> float:  # fmt: skip
+    """Start ``state`` from ``positions`` (and ``box``): minimise if asked, draw velocities and
+    run ``steps`` of dynamics; returns the seconds the dynamics took."""
+    import openmm
+    from openmm import unit
+
+    if box is not None:
+        context.setPeriodicBoxVectors(*box)
+    context.setPositions(positions)
+    set_state(context, state)
+    if minimize:
+        openmm.LocalEnergyMinimizer.minimize(context, 1.0, 200)
+    context.setVelocitiesToTemperature(temperature * unit.kelvin, velocity_seed)
+    start = time.perf_counter()
+    integrator.step(steps)
+    return time.perf_counter() - start
+
+
 def sample_windows(
     system: Any,
     positions: Any,
@@ -127,7 +146,6 @@ def sample_windows(
     called after each checkpoint with the window's samples done. ``minimize=False`` skips the
     minimisation before the equilibration (see :func:`sample_replica_exchange`)."""
     import openmm
-    from openmm import unit
     from tqdm import tqdm
 
     folder = Path(folder)
@@ -151,16 +169,9 @@ def sample_windows(
                 context.setState(openmm.XmlSerializer.deserialize(xml_path.read_text()))
             else:
                 rows.unlink(missing_ok=True)
-                if box is not None:
-                    context.setPeriodicBoxVectors(*box)
-                context.setPositions(positions)
-                set_state(context, state)
-                if minimize:
-                    openmm.LocalEnergyMinimizer.minimize(context, 1.0, 200)
-                context.setVelocitiesToTemperature(temperature * unit.kelvin, seed + k + 1)
-                start = time.perf_counter()
-                integrator.step(equilibration_steps)
-                seconds, steps = seconds + time.perf_counter() - start, steps + equilibration_steps
+                seconds += _equilibrate(context, integrator, positions, box, set_state, state, minimize,
+                                        temperature, seed + k + 1, equilibration_steps)  # fmt: skip
+                steps += equilibration_steps
             bar.update(min(done, samples))
             with open(rows, "ab") as out:
                 for n in range(done, samples):
@@ -334,16 +345,8 @@ def sample_replica_exchange(
         boxes = np.zeros((n_states, 3, 3))
         seconds, steps = np.zeros(n_states), np.zeros(n_states, dtype=np.int64)
         for k, state in enumerate(states):
-            if box is not None:
-                context.setPeriodicBoxVectors(*box)
-            context.setPositions(positions)
-            set_state(context, state)
-            if minimize:
-                openmm.LocalEnergyMinimizer.minimize(context, 1.0, 200)
-            context.setVelocitiesToTemperature(temperature * unit.kelvin, seed + k + 1)
-            start = time.perf_counter()
-            integrator.step(equilibration_steps)
-            seconds[k] += time.perf_counter() - start
+            seconds[k] += _equilibrate(context, integrator, positions, box, set_state, state, minimize,
+                                       temperature, seed + k + 1, equilibration_steps)  # fmt: skip
             steps[k] += equilibration_steps
             store(k)
         replica_of_state = np.arange(n_states, dtype=np.int32)
