@@ -26,6 +26,7 @@ from ase import Atoms
 from ase.io import read, write
 
 from . import units
+from .files import write_json
 
 LOG_HEADER = "# step  time_ps  epot_eV  ekin_eV  etot_eV  temperature_K\n"
 
@@ -66,12 +67,6 @@ class MDResult:
 
 def _state_path(trajectory: Path) -> Path:
     return trajectory.with_name(trajectory.name + ".state.json")
-
-
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
 
 
 def read_run_state(path: Path, settings: MDSettings, trajectory: Path) -> dict[str, Any]:
@@ -171,7 +166,7 @@ def run_md(
             if f.tell() == 0:
                 f.write(LOG_HEADER)
             f.write(f"{step} {t_ps:.6f} {epot:.8f} {ekin:.8f} {epot + ekin:.8f} {temperature:.3f}\n")
-        _write_json_atomic(
+        write_json(
             state_path,
             {
                 "settings": settings_dict,

@@ -23,7 +23,8 @@ from typing import Any
 from ase import Atoms
 
 from . import units
-from .dynamics import LOG_HEADER, MDResult, MDSettings, _write_json_atomic, md_result, read_run_state, run_in_frames
+from .dynamics import LOG_HEADER, MDResult, MDSettings, md_result, read_run_state, run_in_frames
+from .files import write_json, write_text
 
 
 def topology(atoms: Atoms) -> Any:
@@ -142,10 +143,8 @@ def run_openmm_md(
             if f.tell() == 0:
                 f.write(LOG_HEADER)
             f.write(f"{step} {t_ps:.6f} {epot:.8f} {ekin:.8f} {epot + ekin:.8f} {temperature:.3f}\n")
-        tmp = state_xml.with_name(state_xml.name + ".tmp")
-        tmp.write_text(openmm.XmlSerializer.serialize(state))
-        os.replace(tmp, state_xml)
-        _write_json_atomic(meta_path, {"settings": settings_dict, "step": step, "frames": frames,
+        write_text(state_xml, openmm.XmlSerializer.serialize(state))
+        write_json(meta_path, {"settings": settings_dict, "step": step, "frames": frames,
                                        "trajectory_bytes": trajectory.stat().st_size,
                                        "log_bytes": log_path.stat().st_size})  # fmt: skip
 

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from .errors import PotentialFileError
+from .files import replacing
 from .potential import Potential
 from .resources import resource_folder
 
@@ -65,9 +66,8 @@ def save_potential(potential: Potential, path: str | os.PathLike[str]) -> Path:
         "weights_sha256": _checksum(tensors),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION), "header": json.dumps(header)})
-    os.replace(tmp, path)  # never leave a half-written file under the real name
+    with replacing(path) as tmp:  # never leave a half-written file under the real name
+        save_file(tensors, str(tmp), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION), "header": json.dumps(header)})
     os.chmod(path, 0o644)  # safetensors creates files readable by the owner only
     return path
 

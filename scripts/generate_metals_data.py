@@ -41,11 +41,9 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import math
 import multiprocessing
 import os
-import shutil
 import signal
 import sys
 import time
@@ -65,6 +63,7 @@ from ase.md.velocitydistribution import Stationary, thermalize_momenta
 from tqdm import tqdm
 
 from atomml import units
+from atomml.files import concatenate, replacing, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 METALS = ("Cu", "Ag", "Au", "Ni", "Pd", "Pt", "Al")
@@ -226,24 +225,13 @@ def generate_chunk(job: tuple[Material, str, int, int, str]) -> str:
             atoms, info = make_structure(material, kind, rng)
         frames.append(label(atoms, material, kind, info))
     target = chunk_path(Path(folder), material, kind)
-    tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
-    write(str(tmp), frames, format="extxyz")
-    os.replace(tmp, target)
+    with replacing(target) as tmp:
+        write(str(tmp), frames, format="extxyz")
     return target.name
 
 
 def chunk_path(folder: Path, material: Material, kind: str) -> Path:
     return folder / f"{material.name}_{kind}.extxyz"
-
-
-def merge(paths: list[Path], target: Path) -> None:
-    """Concatenate finished chunk files (extxyz frames simply follow each other), atomically."""
-    tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as out:
-        for path in paths:
-            with open(path, "rb") as source:
-                shutil.copyfileobj(source, out)
-    os.replace(tmp, target)
 
 
 def summarise(path: Path) -> dict:
@@ -302,7 +290,7 @@ def main() -> None:
     elapsed = time.perf_counter() - start
 
     output = args.output / "metals.extxyz"
-    merge([chunk_path(folder, m, kind) for m, kind, _ in chunks], output)
+    concatenate([chunk_path(folder, m, kind) for m, kind, _ in chunks], output)
     summary = summarise(output)
     manifest = {
         "description": "fcc metals and random binary fcc alloys, ASE EMT energies (eV), forces (eV/Å) and "
@@ -326,9 +314,7 @@ def main() -> None:
         "chunks_generated_this_run": len(pending),
         "workers": args.workers,
     }
-    tmp = args.output / f"manifest.json.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, args.output / "manifest.json")
+    write_json(args.output / "manifest.json", manifest, indent=2)
     print(f"{summary['structures']} structures, {summary['atoms']} atoms, mean |F| "
           f"{summary['force_norm_mean_eV_per_A']:.3f} eV/Å, by kind {summary['by_config_type']} -> {output}")
     print(f"generated {len(pending)} chunks in {elapsed:.1f} s ({args.workers} workers)")

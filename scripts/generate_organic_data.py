@@ -38,7 +38,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import shutil
 import signal
 import sys
 import time
@@ -60,6 +59,7 @@ from tblite.ase import TBLite
 from tqdm import tqdm
 
 from atomml import units
+from atomml.files import concatenate, replacing, write_json, write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 ELEMENTS = {"H", "C", "N", "O", "F", "S", "Cl"}
@@ -257,11 +257,10 @@ def label_molecule(job: tuple[Molecule, int, str]) -> tuple[str, str | None]:
         frames = sample_molecule(molecule, seed)
     except GenerationFailed as error:
         reason = {"molecule": molecule.name, "smiles": molecule.smiles, "reason": str(error)}
-        write_atomically(target.with_suffix(".failed.json"), json.dumps(reason) + "\n")
+        write_text(target.with_suffix(".failed.json"), json.dumps(reason) + "\n")
         return molecule.name, str(error)
-    tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
-    write(str(tmp), frames, format="extxyz")
-    os.replace(tmp, target)
+    with replacing(target) as tmp:
+        write(str(tmp), frames, format="extxyz")
     return molecule.name, None
 
 
@@ -355,22 +354,6 @@ def labelled_frame(atoms: Atoms, molecule: Molecule, source: str, conformer: int
     return frame
 
 
-def write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def merge(paths: list[Path], target: Path) -> None:
-    """Concatenate finished per-molecule extxyz files (extxyz frames simply follow each other)."""
-    tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as out:
-        for path in paths:
-            with open(path, "rb") as source:
-                shutil.copyfileobj(source, out)
-    os.replace(tmp, target)
-
-
 def summarise(path: Path) -> dict:
     """Read a merged file back (as a user would) and count frames, atoms and force sizes."""
     frames = read(str(path), ":", format="extxyz") if path.stat().st_size else []
@@ -442,7 +425,7 @@ def main() -> None:
     outputs = {"train": args.output / "organic_train_pool.extxyz", "heldout": args.output / "organic_heldout.extxyz"}
     summary = {}
     for split, members in (("train", train), ("heldout", held_out)):
-        merge([folder / f"{m.name}.extxyz" for m in members if m.name not in skipped], outputs[split])
+        concatenate([folder / f"{m.name}.extxyz" for m in members if m.name not in skipped], outputs[split])
         summary[split] = summarise(outputs[split])
 
     manifest = {
@@ -473,7 +456,7 @@ def main() -> None:
         "molecules_labelled_this_run": len(pending),
         "workers": args.workers,
     }
-    write_atomically(args.output / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    write_json(args.output / "manifest.json", manifest, indent=2)
     for split in ("train", "heldout"):
         s = summary[split]
         print(f"{split}: {s['molecules']} molecules, {s['frames']} frames, {s['atoms']} atoms, "

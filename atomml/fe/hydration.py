@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from ..files import write_text
+
 SAMPLERS = ("windows", "replica_exchange")
 LEGS = ("solvent", "vacuum")
 # neighbouring states that swap less often than this are flagged: replicas barely travel
@@ -126,9 +128,7 @@ def equilibrated(system: Any, positions: Any, box: Any, protocol: HydrationProto
         context.setVelocitiesToTemperature(protocol.temperature * unit.kelvin, protocol.seed)
         integrator.step(max(1, int(round(protocol.density_equilibration_ps * 1000 / protocol.timestep_fs))))
         state = context.getState(getPositions=True, getVelocities=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(openmm.XmlSerializer.serialize(state))
-        os.replace(tmp, path)
+        write_text(path, openmm.XmlSerializer.serialize(state))
         del context
     state = openmm.XmlSerializer.deserialize(path.read_text())
     return state.getPositions(), state.getPeriodicBoxVectors()

@@ -57,14 +57,13 @@ def _set_lambda(context: Any, value: float) -> None:
     context.setParameter(LAMBDA, float(value))
 
 
-def _solute_charge(setup: Any) -> float:
-    """The solute's total charge (e): its AM1-BCC charges summed and rounded, the formal charge."""
+def _solute_charge(system: Any, atoms: Any) -> float:
+    """The total charge (e) of ``atoms`` in ``system``: their AM1-BCC charges summed and
+    rounded, the formal charge."""
     import openmm
-    from openmm import app
 
-    system = app.AmberPrmtopFile(str(setup.prmtop)).createSystem()
     nonbonded = next(f for f in system.getForces() if isinstance(f, openmm.NonbondedForce))
-    total = sum(nonbonded.getParticleParameters(i)[0].value_in_unit(openmm.unit.elementary_charge) for i in setup.molecule_atoms)
+    total = sum(nonbonded.getParticleParameters(i)[0].value_in_unit(openmm.unit.elementary_charge) for i in atoms)
     return float(round(total))
 
 
@@ -83,7 +82,8 @@ def mixed_system(setup: Any, potential: str, protocol: HydrationProtocol, path: 
     topology = app.AmberPrmtopFile(str(setup.prmtop)).topology
     ensure_registered()
     options = {} if device is None else {"device": device}
-    ml = MLPotential("atomml", potential=potential, charge=_solute_charge(setup), precision=path.precision, **options)
+    charge = _solute_charge(system, setup.molecule_atoms)
+    ml = MLPotential("atomml", potential=potential, charge=charge, precision=path.precision, **options)
     return ml.createMixedSystem(topology, system, list(setup.molecule_atoms), interpolate=True, removeConstraints=False)
 
 

@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from .. import units
+from ..files import replacing, write_text
 
 REPLICA_EXCHANGE_CHECKPOINT = "replica_exchange.npz"
 
@@ -56,18 +57,12 @@ def _kt_kj_per_mol(temperature: float) -> float:
     return units.BOLTZMANN_EV_PER_K * temperature * units.EV_TO_KJ_PER_MOL
 
 
-def _replace(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _claim(folder: Path, settings: dict) -> None:
     """Record the run's settings in ``folder``, refusing a folder that holds another run."""
     info = folder / "run.json"
     if info.exists() and json.loads(info.read_text()) != settings:
         raise ValueError(f"{folder} holds a run with other settings ({info.read_text()}); use another folder")
-    _replace(info, json.dumps(settings))
+    write_text(info, json.dumps(settings))
 
 
 def _context(system: Any, temperature: float, friction_per_ps: float, timestep_fs: float, seed: int,
@@ -185,10 +180,10 @@ def sample_windows(
                     out.flush()
                     bar.update(1)
                     if (n + 1) % checkpoint_every == 0 or n + 1 == samples:
-                        _replace(xml_path, openmm.XmlSerializer.serialize(
+                        write_text(xml_path, openmm.XmlSerializer.serialize(
                             context.getState(getPositions=True, getVelocities=True)))  # fmt: skip
                         meta = {"samples": n + 1, "bytes": out.tell(), "dynamics_seconds": seconds, "dynamics_steps": steps}
-                        _replace(meta_path, json.dumps(meta))
+                        write_text(meta_path, json.dumps(meta))
                         if callback is not None:
                             callback(n + 1)
             del context, integrator
@@ -235,10 +230,8 @@ def sampling_speed(folder: str | os.PathLike[str]) -> np.ndarray:
 
 
 def _save_checkpoint(path: Path, meta: dict, **arrays: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with replacing(path) as tmp, open(tmp, "wb") as f:  # the commit point: all of one iteration
         np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
-    os.replace(tmp, path)  # the commit point: everything in it belongs to one iteration
 
 
 def _load_checkpoint(path: Path) -> dict:

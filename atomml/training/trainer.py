@@ -48,6 +48,7 @@ from torch import Tensor
 from .. import keys
 from ..data import Dataset, group_split, load_dataset, random_split, reference_energies
 from ..data.dataset import atom_indices
+from ..files import write_json
 from ..potential import Potential
 from ..potential_file import save_potential
 from .config import TrainConfig
@@ -383,7 +384,7 @@ class Trainer:
             }
         )
         report["potential"] = str(save_potential(potential.to(device="cpu"), self.output / f"{c.name}.safetensors"))
-        _write_json(self.output / "metrics.json", report)
+        write_json(self.output / "metrics.json", report)
         return report
 
     # -- checkpoints --------------------------------------------------------------------------
@@ -537,7 +538,3 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
