@@ -1,6 +1,7 @@
 """atomml potentials in OpenMM through openmm-ml: ``MLPotential("atomml", potential=...)``.
 
-Registered through the ``openmmml.potentials`` entry point, so after installing atomml::
+Registered through the ``openmmml.potentials`` entry point (:mod:`atomml.openmm_plugin`), so
+after installing atomml::
 
     from openmmml import MLPotential
     potential = MLPotential("atomml", potential="schnet-cu-emt-demo")   # shipped name or file
@@ -27,11 +28,12 @@ from typing import Any, Iterable
 import numpy as np
 
 from . import units
+from .openmm_plugin import AtomMLPotentialImplFactory
 
 try:
     import openmm
     from openmm import unit
-    from openmmml.mlpotential import MLPotentialImpl, MLPotentialImplFactory
+    from openmmml.mlpotential import MLPotentialImpl
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "atomml.openmm needs OpenMM >= 8.5 and openmm-ml: pip install 'atomml[openmm]'"
@@ -102,13 +104,6 @@ class AtomMLPotentialImpl(MLPotentialImpl):
         if atoms is not None:
             force.setParticles(atoms)
         system.addForce(force)
-
-
-class AtomMLPotentialImplFactory(MLPotentialImplFactory):
-    """Creates :class:`AtomMLPotentialImpl` for ``MLPotential("atomml", ...)``."""
-
-    def createImpl(self, name: str, **args: Any) -> MLPotentialImpl:
-        return AtomMLPotentialImpl(name, **args)
 
 
 def ensure_registered() -> None:

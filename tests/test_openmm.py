@@ -281,3 +281,15 @@ def test_registers_itself_without_the_entry_point(monkeypatch):
     assert list(MLPotential._implFactories) == ["atomml"]
     assert isinstance(MLPotential._implFactories["atomml"], AtomMLPotentialImplFactory)
     MLPotential("atomml", potential="schnet-cu-emt-demo")
+
+
+def test_atomml_openmm_imports_before_openmm_ml():
+    """openmm-ml loads its entry points while it is itself being imported; importing
+    atomml.openmm first (which imports openmm-ml) must not meet a half-imported atomml.openmm."""
+    import subprocess
+    import sys
+
+    script = ("import atomml.openmm\nfrom openmmml import MLPotential\n"
+              "MLPotential('atomml', potential='schnet-cu-emt-demo')\nprint('ok')")  # fmt: skip
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr[-2000:]
