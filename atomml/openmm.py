@@ -11,7 +11,8 @@ after installing atomml::
 Options (to ``MLPotential`` or to ``createSystem`` / ``createMixedSystem``): ``potential``
 (required), ``precision`` ("single" or "double", default single), ``charge`` (total charge of
 the ML atoms, default 0), ``device`` (torch device, default CUDA if available), ``skin``
-(Verlet skin in Å, default 0.5).
+(Verlet skin in Å, default 0.5), ``compile`` (``torch.compile`` the architecture, default
+False; see :class:`~atomml.calculator.AtomMLCalculator`: it pays for small ML regions only).
 
 The force is an ``openmm.PythonForce`` (OpenMM >= 8.5), as openmm-ml itself runs MACE,
 NequIP and TorchMD-Net today: openmm-torch's TorchForce does not work with torch >= 2.10.
@@ -46,7 +47,8 @@ class AtomMLComputation:
     """The PythonForce callback: OpenMM state (nm) -> (energy kJ/mol, forces kJ/mol/nm)."""
 
     def __init__(self, potential: Any, numbers: Iterable[int], periodic: bool, charge: float = 0.0,
-                 precision: str = "single", device: str | None = None, skin: float = 0.5):  # fmt: skip
+                 precision: str = "single", device: str | None = None, skin: float = 0.5,
+                 compile: bool = False):  # fmt: skip
         import ase
         import torch
 
@@ -58,7 +60,7 @@ class AtomMLComputation:
         self.periodic = bool(periodic)
         self.atoms = ase.Atoms(numbers=list(numbers), pbc=self.periodic)
         self.atoms.info["charge"] = float(charge)
-        self.calculator = AtomMLCalculator(potential, device=device, dtype=dtypes[precision], skin=skin)
+        self.calculator = AtomMLCalculator(potential, device=device, dtype=dtypes[precision], skin=skin, compile=compile)
         self.atoms.calc = self.calculator
 
     def __call__(self, state: Any) -> tuple[float, np.ndarray]:
@@ -96,7 +98,7 @@ class AtomMLPotentialImpl(MLPotentialImpl):
         computation = AtomMLComputation(
             options["potential"], [a.element.atomic_number for a in included], periodic,
             charge=options.get("charge", 0.0), precision=options.get("precision", "single"),
-            device=options.get("device"), skin=options.get("skin", 0.5),
+            device=options.get("device"), skin=options.get("skin", 0.5), compile=bool(options.get("compile", False)),
         )  # fmt: skip
         force = openmm.PythonForce(computation)
         force.setForceGroup(forceGroup)

@@ -5,6 +5,8 @@ Run with the test environment (torchmd-net is in the ``test`` extra; ``./test.sh
 
     .venv/bin/python scripts/bench_tensornet.py --systems molecules,water1500 --output out.json
     .venv/bin/python scripts/bench_tensornet.py                  # all systems (12k atoms: ~20 GB)
+    .venv/bin/python scripts/bench_tensornet.py --systems ethanol,molecules20 \
+        --peers atomml,torchmdnet,atomml_compiled --threads 1 --no-memory   # torch.compile too
 
 Both peers run TensorNet at its published default size (128 channels, 2 interaction layers,
 32 exponential-normal radial functions, cosine cutoff 5 Å, O(3), SiLU) with the same weights:
@@ -18,6 +20,10 @@ Every (peer, system, measurement) runs in a fresh subprocess, one at a time, wit
 ``torch.set_num_threads(--threads)``; timing and peak-memory measurement are those of
 ``bench_schnet.py`` (median of ``--repeats`` calls after ``--warmup``; extra peak RSS of one
 call after the kernel's peak counter is reset, glibc returning freed memory to the kernel).
+``ethanol`` is one 9-atom molecule, the size of an ML/MM solute, where per-operation overhead
+rather than arithmetic sets the time; the optional peer ``atomml_compiled`` is atomml's
+architecture under ``torch.compile(dynamic=True)`` (``AtomMLCalculator(compile=True)``), its
+compilation inside the warm-up calls.
 """
 
 from __future__ import annotations
@@ -46,8 +52,8 @@ from bench_schnet import build_system as _build_system  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 ELEMENTS = (1, 6, 7, 8)
 HYPER = dict(embedding_dimension=128, num_layers=2, num_rbf=32, cutoff_upper=5.0)
-SYSTEMS = ("molecules20", "molecules", "water1500", "water12000")
-PEERS = ("atomml", "torchmdnet")
+SYSTEMS = ("ethanol", "molecules20", "molecules", "water1500", "water12000")
+PEERS = ("atomml", "torchmdnet", "atomml_compiled")
 # torchmd-net's peak extra memory (the larger of the two), MiB per atom, with margin
 bench_schnet.MIB_PER_ATOM_ESTIMATE = 1.6
 
@@ -72,6 +78,10 @@ def molecules20(count: int = 64, seed: int = 0):
 
 
 def build_system(name: str):
+    if name == "ethanol":  # one small solute, as in ML/MM: per-call overhead, not arithmetic
+        from ase.build import molecule
+
+        return [molecule("CH3CH2OH")]
     return molecules20() if name == "molecules20" else _build_system(name)
 
 
@@ -102,8 +112,10 @@ def _make_call(peer: str, atoms_list):
 
     pot, model = paired_models()
     n_atoms = sum(len(a) for a in atoms_list)
-    if peer == "atomml":
+    if peer in ("atomml", "atomml_compiled"):
         del model
+        if peer == "atomml_compiled":  # what AtomMLCalculator(compile=True) does; warm-up compiles
+            pot.model = torch.compile(pot.model, dynamic=True)
 
         def call():
             out = pot(atomml.from_ase(atoms_list, dtype=torch.float32), compute_forces=True)
@@ -151,17 +163,20 @@ def benchmark(args) -> dict:
         "cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg(),
         "atomml_source": atomml_source_state(), "systems": {},
     }  # fmt: skip
+    peers = [p for p in args.peers.split(",") if p]
+    if peers[:2] != ["atomml", "torchmdnet"] or not set(peers) <= set(PEERS):
+        raise SystemExit(f"--peers: atomml,torchmdnet first, then optionally atomml_compiled (got {args.peers})")
     for system in [s for s in args.systems.split(",") if s]:
-        runs: dict = {peer: {} for peer in PEERS}
+        runs: dict = {peer: {} for peer in peers}
         # alternating rounds (atomml, torchmd-net, atomml, ...): a change of background load
         # does not favour one peer; the repeats of all rounds are pooled
         for _ in range(args.rounds):
-            for peer in PEERS:
+            for peer in peers:
                 ok = wait_for_memory(system, args)
                 out = run_worker(peer, system, "time", args) if ok else {"error": "not enough free memory"}
                 runs[peer]["time"] = _pool(runs[peer].get("time"), out)
         if not args.no_memory:
-            for peer in PEERS:
+            for peer in peers[:2]:
                 ok = wait_for_memory(system, args)
                 runs[peer]["memory"] = run_worker(peer, system, "memory", args) if ok else {"error": "not enough free memory"}
         a, t = runs["atomml"], runs["torchmdnet"]
@@ -178,6 +193,14 @@ def benchmark(args) -> dict:
             "energy_rel_diff_float32": abs(a["time"]["energy_sum"] - t["time"]["energy_sum"])
             / max(abs(t["time"]["energy_sum"]), 1e-30),
         }  # fmt: skip
+        c = runs.get("atomml_compiled", {}).get("time")
+        if c and "error" not in c:
+            entry.update(
+                atomml_compiled_seconds=c["seconds_median"], atomml_compiled_seconds_all=c["seconds_all"],
+                compiled_speedup=a["time"]["seconds_median"] / c["seconds_median"],
+                compiled_throughput_ratio=t["time"]["seconds_median"] / c["seconds_median"],
+                compiled_energy_rel_diff=abs(c["energy_sum"] - a["time"]["energy_sum"]) / max(abs(a["time"]["energy_sum"]), 1e-30),
+            )  # fmt: skip
         if not args.no_memory and "error" not in a["memory"] and "error" not in t["memory"]:
             am, tm = a["memory"]["extra_mib"], t["memory"]["extra_mib"]
             entry.update(
@@ -195,6 +218,8 @@ def benchmark(args) -> dict:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated, from {SYSTEMS}")
+    p.add_argument("--peers", default="atomml,torchmdnet",
+                   help="atomml,torchmdnet[,atomml_compiled]: the last is atomml under torch.compile (warm-up compiles)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--rounds", type=int, default=1, help="alternating timing rounds per peer (pooled)")

@@ -52,7 +52,9 @@ def protocols():
 
     mm = HydrationProtocol.from_yaml(ROOT / "md" / "protocols" / "freesolv.yaml")
     # 0.2 ps between samples: the MM->ML energy difference of a small solute decorrelates fast
-    ml = EndStateProtocol(lambdas=ML_LAMBDAS, samples=ML_SAMPLES, steps_per_sample=100, equilibration_steps=1000)
+    # compiled: up to a minute of compilation per leg, then less per-operation overhead for a 5-9 atom solute
+    ml = EndStateProtocol(lambdas=ML_LAMBDAS, samples=ML_SAMPLES, steps_per_sample=100, equilibration_steps=1000,
+                          compile=True)  # fmt: skip
     return mm, ml
 
 

@@ -98,3 +98,33 @@ def test_calculator_loads_files(tmp_path, potential):
     atoms = molecule("H2O")
     atoms.calc = atomml.AtomMLCalculator(str(path), dtype="float32")
     assert np.isfinite(atoms.get_potential_energy())
+
+
+@pytest.mark.slow
+def test_compiled_architecture_gives_the_eager_results():
+    """compile=True (torch.compile, dynamic shapes) gives the eager energies and forces, also
+    after neighbour-list rebuilds change the number of edges, and leaves the caller's Potential
+    uncompiled."""
+    from atomml import load_potential
+    from atomml.calculator import AtomMLCalculator
+
+    potential = load_potential("tensornet-organic-gfn2")
+    eager = AtomMLCalculator(potential, device="cpu", skin=0.3)
+    compiled = AtomMLCalculator(potential, device="cpu", skin=0.3, compile=True)
+    assert not hasattr(potential.model, "_orig_mod") and hasattr(compiled.potential.model, "_orig_mod")
+    atoms = molecule("CH3CH2OH")
+    other = atoms.copy()
+    other.translate([potential.cutoff + 1.5, 0.0, 0.0])
+    atoms += other  # two molecules at the edge of the cutoff: moves change the edge count
+    rng = np.random.default_rng(1)
+    start, edges = atoms.positions.copy(), set()
+    for scale in (0.0, 0.05, 0.3, 0.6):  # the larger moves rebuild the list
+        atoms.positions = start + rng.normal(0.0, scale, start.shape)
+        atoms.calc = eager
+        e0, f0 = atoms.get_potential_energy(), atoms.get_forces()
+        atoms.calc = compiled
+        e1, f1 = atoms.get_potential_energy(), atoms.get_forces()
+        edges.add(int(compiled._edges[0].shape[1]))
+        assert e1 == pytest.approx(e0, abs=1e-5)
+        np.testing.assert_allclose(f1, f0, atol=1e-4)
+    assert len(edges) > 1 and compiled.neighbor_list_builds > 1

@@ -45,6 +45,7 @@ class EndStateProtocol:
     equilibration_steps: int = 2500
     timestep_fs: float = 2.0
     precision: str = "single"
+    compile: bool = False  # torch.compile the ML architecture: speed only (see AtomMLCalculator)
 
     def __post_init__(self) -> None:
         if len(self.lambdas) < 2 or self.lambdas[0] != 0.0 or self.lambdas[-1] != 1.0:
@@ -83,7 +84,7 @@ def mixed_system(setup: Any, potential: str, protocol: HydrationProtocol, path: 
     ensure_registered()
     options = {} if device is None else {"device": device}
     charge = _solute_charge(system, setup.molecule_atoms)
-    ml = MLPotential("atomml", potential=potential, charge=charge, precision=path.precision, **options)
+    ml = MLPotential("atomml", potential=potential, charge=charge, precision=path.precision, compile=path.compile, **options)
     return ml.createMixedSystem(topology, system, list(setup.molecule_atoms), interpolate=True, removeConstraints=False)
 
 
