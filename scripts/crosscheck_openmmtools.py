@@ -5,14 +5,19 @@ AbsoluteAlchemicalFactory on the systems the hydration workflow builds.
     decoupled both ways, evaluated on the Reference platform (double precision) at every state of
     the default protocol's schedule, on a few configurations (the tleap structure and snapshots of
     short MD in the coupled and in a soft-core state). openmmtools is built twice: with its
-    defaults, and with ``disable_alchemical_dispersion_correction=True``. Methane (no 1-4 pairs) and
-    ethanol (1-4 pairs inside the solute).
+    defaults, and with ``disable_alchemical_dispersion_correction=True``; atomml twice: without
+    and with the solute's dispersion correction. Methane (no 1-4 pairs) and ethanol (1-4 pairs
+    inside the solute). The two scale the solute's 1-4 electrostatics along different paths
+    between the same end states; that difference, E14 (lambda - lambda^2) with E14 computed from
+    the exception list and coordinates alone, is subtracted before the comparison
+    (``..._minus_14_path``).
 (b) Free energy: the methane solvent leg sampled by the same sampler (atomml's Hamiltonian replica
     exchange) on the same short protocol with each alchemical System, MBAR on each.
 
-Writes data/benchmarks/openmmtools_crosscheck.json. One CPU thread, about ten minutes:
+Writes data/benchmarks/openmmtools_crosscheck.json. One CPU thread, about ten minutes
+(``--energies-only``: part (a) alone, a minute):
 
-    OPENMM_CPU_THREADS=1 python scripts/crosscheck_openmmtools.py [--quick]
+    OPENMM_CPU_THREADS=1 python scripts/crosscheck_openmmtools.py [--quick] [--energies-only]
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from atomml.units import BOLTZMANN_EV_PER_K, EV_TO_KJ_PER_MOL, KCAL_TO_KJ, NS_PE
 
 ROOT = Path(__file__).resolve().parent.parent
 KJ = unit.kilojoule_per_mole
+COULOMB = 138.935457833  # kJ mol^-1 nm e^-2, 1/(4 pi eps0), OpenMM's ONE_4PI_EPS0
 
 
 def openmmtools_system(system, solute, dispersion_correction: bool):
@@ -69,6 +75,7 @@ def energy_check(smiles: str, work: Path, protocol, md_steps: int) -> dict:
     states = Schedule.decoupling(protocol.electrostatics, protocol.sterics).states
     variants = {
         "atomml": (alchemical_system(system, setup.molecule_atoms), set_state),
+        "atomml_dispersion_correction": (alchemical_system(system, setup.molecule_atoms, dispersion_correction=True), set_state),
     }
     for name, lrc in (("openmmtools", True), ("openmmtools_no_alchemical_dispersion_correction", False)):
         tools = openmmtools_system(system, setup.molecule_atoms, lrc)
@@ -109,6 +116,13 @@ def energy_check(smiles: str, work: Path, protocol, md_steps: int) -> dict:
                 row.append(c.getState(getEnergy=True).getPotentialEnergy().value_in_unit(KJ))
             energies[name].append(row)
     e = {name: np.array(v) for name, v in energies.items()}
+    # the two scale the solute's 1-4 electrostatics differently along the way (atomml with the
+    # square of the charge scaling, as its charges scale; openmmtools linearly): same end states,
+    # another path, an energy difference of E14 (lambda - lambda^2) in the electrostatics states
+    e14 = np.array([solute_14_electrostatics(system, setup.molecule_atoms, xyz) for xyz, _ in configurations.values()])
+    lam = np.array([s.electrostatics for s in states])
+    path = e14[:, None] * (lam - lam**2)[None, :]
+    residual = e["openmmtools"] - e["atomml_dispersion_correction"] - path
     diff_default = e["openmmtools"] - e["atomml"]
     diff_nolrc = e["openmmtools_no_alchemical_dispersion_correction"] - e["atomml"]
     return {
@@ -121,7 +135,23 @@ def energy_check(smiles: str, work: Path, protocol, md_steps: int) -> dict:
         "openmmtools_no_dispersion_correction_minus_atomml_kj_per_mol": diff_nolrc.tolist(),
         "max_abs_openmmtools_no_dispersion_correction_minus_atomml_kj_per_mol": float(np.abs(diff_nolrc).max()),
         "max_abs_atomml_energy_kj_per_mol": float(np.abs(e["atomml"]).max()),
+        "solute_14_electrostatics_kj_per_mol": e14.tolist(),
+        "openmmtools_minus_atomml_dispersion_correction_minus_14_path_kj_per_mol": residual.tolist(),
+        "max_abs_openmmtools_minus_atomml_dispersion_correction_minus_14_path_kj_per_mol": float(np.abs(residual).max()),
     }
+
+
+def solute_14_electrostatics(system, solute, xyz_nm) -> float:
+    """Coulomb energy (kJ/mol) of the solute's exceptions with a charge product: its scaled
+    1-4 pairs, from the exception list and the coordinates alone."""
+    nb = next(f for f in system.getForces() if isinstance(f, openmm.NonbondedForce))
+    inside, total = set(solute), 0.0
+    for k in range(nb.getNumExceptions()):
+        i, j, qq, _, _ = nb.getExceptionParameters(k)
+        qq = qq.value_in_unit(unit.elementary_charge**2)
+        if i in inside and j in inside and qq != 0.0:
+            total += COULOMB * qq / float(np.linalg.norm(np.asarray(xyz_nm[i]) - np.asarray(xyz_nm[j])))
+    return total
 
 
 def decorrelated_mbar(u_kn: np.ndarray, n_k: np.ndarray, temperature: float):
@@ -198,6 +228,8 @@ def main() -> None:
     parser.add_argument("--out", default=None, help="default: data/benchmarks/openmmtools_crosscheck.json "
                         "(--quick: quick.json in the work folder)")
     parser.add_argument("--quick", action="store_true", help="a smoke run (a few samples), not a result")
+    parser.add_argument("--energies-only", action="store_true",
+                        help="redo (a) only and keep the free-energy part (b) of the existing report")
     args = parser.parse_args()
     import openmmtools
 
@@ -218,6 +250,13 @@ def main() -> None:
     }  # fmt: skip
     for smiles in ("C", "CCO"):
         report["energies"][smiles] = energy_check(smiles, work / f"energies_{smiles}", base, 100 if args.quick else 1000)
+    out = Path(args.out or (work / "quick.json" if args.quick else ROOT / "data" / "benchmarks" / "openmmtools_crosscheck.json"))
+    if args.energies_only:
+        previous = json.loads(out.read_text())
+        previous.update(energies=report["energies"], versions=report["versions"])
+        out.write_text(json.dumps(previous, indent=1))
+        print(json.dumps({s: {k: v for k, v in e.items() if k.startswith("max_abs")} for s, e in report["energies"].items()}, indent=1))
+        return
     legs = free_energy_leg(work / "free_energy", protocol, args.quick)
     a, t = legs["atomml"], legs["openmmtools"]
     kt_kj = BOLTZMANN_EV_PER_K * protocol.temperature * EV_TO_KJ_PER_MOL
@@ -241,7 +280,6 @@ def main() -> None:
     }  # fmt: skip
     report["wall_seconds"] = time.perf_counter() - start
     report["quick"] = args.quick
-    out = Path(args.out or (work / "quick.json" if args.quick else ROOT / "data" / "benchmarks" / "openmmtools_crosscheck.json"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
     print(json.dumps({k: v for k, v in report["free_energy"].items() if not isinstance(v, dict)}, indent=1))
