@@ -160,3 +160,25 @@ def test_ml_legs_keep_the_solutes_hydrogen_constraints(tmp_path):
     mm, _, _ = leg_system(vacuum, protocol, False)
     mixed = mixed_system(vacuum, "schnet-cu-emt-demo", protocol, EndStateProtocol(), False, device="cpu")
     assert mm.getNumConstraints() == mixed.getNumConstraints() == 4
+
+
+@pytest.mark.parametrize("force_field, r_min_half, epsilon", [("gaff2", 1.4593, 0.0208), ("gaff", 1.4870, 0.0157)])
+def test_force_field_choice_reaches_the_system(tmp_path, force_field, r_min_half, epsilon):
+    """GAFF2 (default) or GAFF 1.x: methane's hydrogens carry that force field's hc
+    Lennard-Jones parameters (gaff2.dat / gaff.dat: R*/2 in Å, epsilon in kcal/mol), and an
+    earlier set-up of the other force field is not reused."""
+    import openmm
+    from openmm import app, unit
+
+    from atomml.mm import solvated_molecule
+
+    other = "gaff" if force_field == "gaff2" else "gaff2"
+    solvated_molecule("C", tmp_path, padding=None, force_field=other)
+    vacuum, _ = solvated_molecule("C", tmp_path, padding=None, force_field=force_field)
+    system = app.AmberPrmtopFile(str(vacuum.prmtop)).createSystem()
+    nb = next(f for f in system.getForces() if isinstance(f, openmm.NonbondedForce))
+    _, sigma, eps = nb.getParticleParameters(1)  # a hydrogen (the carbon is first)
+    assert sigma.value_in_unit(unit.angstrom) == pytest.approx(2 * r_min_half / 2 ** (1 / 6), rel=1e-4)
+    assert eps.value_in_unit(unit.kilocalorie_per_mole) == pytest.approx(epsilon, rel=1e-4)
+    with pytest.raises(ValueError, match="force_field"):
+        solvated_molecule("C", tmp_path, padding=None, force_field="gaff3")
