@@ -18,7 +18,7 @@ pytest.importorskip("rdkit")
 pytest.importorskip("pymbar")
 
 TINY = ("padding: 6.0\ncutoff_nm: 0.7\nelectrostatics: [1.0, 0.0]\nsterics: [1.0, 0.5, 0.0]\n"
-        "samples: 12\nsteps_per_sample: 20\nequilibration_steps: 50\ndensity_equilibration_ps: 3.0\n")  # fmt: skip
+        "samples: 12\nsteps_per_sample: 20\nequilibration_steps: 50\ndensity_equilibration_ps: 6.0\n")  # fmt: skip
 
 
 def test_hydration_workflow_tiny(tmp_path):
@@ -47,7 +47,7 @@ def test_hydration_workflow_tiny(tmp_path):
             assert (out / leg / png).read_bytes()[:4] == b"\x89PNG"
     from openmm import app, unit
 
-    npt = list((out / "setup").glob("solvent_npt_3ps_*.xml"))
+    npt = list((out / "setup").glob("solvent_npt_6ps_*.xml"))
     assert len(npt) == 1
     import openmm
 
@@ -55,7 +55,7 @@ def test_hydration_workflow_tiny(tmp_path):
     after = openmm.XmlSerializer.deserialize(npt[0].read_text()).getPeriodicBoxVectors()
     volume = [float(b[0][0].value_in_unit(unit.nanometer) * b[1][1].value_in_unit(unit.nanometer)
                     * b[2][2].value_in_unit(unit.nanometer)) for b in (before, after)]
-    assert volume[1] < 0.95 * volume[0]  # tleap's box is too dilute: NPT shrinks it before sampling
+    assert volume[1] < 0.95 * volume[0]  # tleap's box is too dilute: NPT shrinks it before sampling (3 ps gave 4.9-6 %: too close to the bar)
     samples = (out / "solvent" / "window_0.u").read_bytes()
     prmtop = (out / "setup" / "solvent.prmtop").read_bytes()
     assert main(argv) == 0  # complete: reuses the set-up, resumes, samples nothing new
