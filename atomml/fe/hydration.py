@@ -102,6 +102,15 @@ def leg_system(setup: Any, protocol: HydrationProtocol, solvent: bool) -> tuple[
     return system, inpcrd.positions, inpcrd.boxVectors if solvent else None
 
 
+def leg_setups(smiles: str, folder: Path, protocol: HydrationProtocol) -> tuple[Any, Any]:
+    """The (solvated, vacuum) set-ups of ``smiles`` under ``protocol`` in ``folder/setup``,
+    made once and reused by every leg and summary."""
+    from ..mm import solvated_molecule
+
+    return solvated_molecule(smiles, Path(folder) / "setup", padding=protocol.padding, seed=protocol.seed,
+                             force_field=protocol.force_field)  # fmt: skip
+
+
 def npt_state_path(setup: Any, protocol: HydrationProtocol) -> Path:
     """Where the equilibrated solvent box of ``setup`` under ``protocol``'s settings is kept."""
     tag = f"{protocol.density_equilibration_ps:g}ps_{protocol.temperature:g}K_{protocol.timestep_fs:g}fs_seed{protocol.seed}"
@@ -145,9 +154,9 @@ def solute_dispersion_correction(setup: Any, protocol: HydrationProtocol) -> flo
     decoupling free energy of the Hamiltonian that includes it in every state, as openmmtools and
     GROMACS' DispCorr do. 0 when the System has no dispersion correction."""
     import openmm
-    from openmm import unit
 
     from .alchemy import AlchemicalState, alchemical_system, set_state
+    from .sampling import _kt_kj_per_mol
 
     mm, positions, box = leg_system(setup, protocol, solvent=True)
     path = npt_state_path(setup, protocol)
@@ -161,9 +170,8 @@ def solute_dispersion_correction(setup: Any, protocol: HydrationProtocol) -> flo
         context.setPeriodicBoxVectors(*box)
         context.setPositions(positions)
         set_state(context, AlchemicalState(1.0, 1.0))
-        energies.append(context.getState(getEnergy=True).getPotentialEnergy())
-    kt = unit.MOLAR_GAS_CONSTANT_R * protocol.temperature * unit.kelvin
-    return float((energies[1] - energies[0]) / kt)
+        energies.append(context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(openmm.unit.kilojoule_per_mole))
+    return float((energies[1] - energies[0]) / _kt_kj_per_mol(protocol.temperature))
 
 
 def decorrelate(u_kn: np.ndarray, n_k: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[dict]]:
@@ -273,15 +281,13 @@ def run_leg(smiles: str, folder: str | os.PathLike[str], leg: str, protocol: Hyd
     """Sample (or resume) the ``leg`` ("solvent" or "vacuum") of ``smiles``'s decoupling in
     ``folder``; True when the protocol's samples are all done, False when ``max_minutes`` ran
     out first (run again to go on). ``platform`` names the OpenMM platform (default: fastest)."""
-    from ..mm import solvated_molecule
     from .alchemy import Schedule, set_state
 
     if leg not in LEGS:
         raise ValueError(f"leg must be one of {LEGS}, got {leg!r}")
     protocol = protocol or default_protocol()
     folder = Path(folder)
-    solvated, vacuum = solvated_molecule(smiles, folder / "setup", padding=protocol.padding, seed=protocol.seed,
-                                         force_field=protocol.force_field)
+    solvated, vacuum = leg_setups(smiles, folder, protocol)
     schedule = Schedule.decoupling(protocol.electrostatics, protocol.sterics)
     solvent = leg == "solvent"
     return sample_leg(
@@ -320,7 +326,6 @@ def sampling_lengths(legs: dict[str, dict], n_states: int, samples: int, steps_p
 def summarise(smiles: str, folder: str | os.PathLike[str], protocol: HydrationProtocol | None = None) -> dict:
     """ΔG_hyd from the samples both legs stored so far (complete or not: the summary says how
     many each state has and how long was simulated); written to ``folder/summary.json``."""
-    from ..mm import solvated_molecule
     from ..units import KCAL_TO_KJ
     from .alchemy import Schedule
 
@@ -329,8 +334,7 @@ def summarise(smiles: str, folder: str | os.PathLike[str], protocol: HydrationPr
     schedule = Schedule.decoupling(protocol.electrostatics, protocol.sterics)
     water, gas = _analyse(protocol, folder / "solvent"), _analyse(protocol, folder / "vacuum")
     fw, fv = water["result"], gas["result"]
-    solvated, _ = solvated_molecule(smiles, folder / "setup", padding=protocol.padding, seed=protocol.seed,
-                                    force_field=protocol.force_field)  # fmt: skip
+    solvated, _ = leg_setups(smiles, folder, protocol)
     dispersion = solute_dispersion_correction(solvated, protocol)
     # decoupling removes the (negative) correction of the coupled state: dF_decouple rises by -u
     decouple_solvent = fw.value_kt - dispersion

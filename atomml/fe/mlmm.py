@@ -99,16 +99,14 @@ def run_ml_leg(smiles: str, potential: str, folder: str | os.PathLike[str], leg:
     box, as the decoupling leg does. No state is minimised: the L-BFGS line search of OpenMM's
     minimiser tries geometries far from any the ML potential was trained on (an H tried
     0.07 Å from its carbon), so every state starts from the MM coordinates and equilibrates by MD."""
-    from ..mm import solvated_molecule
-    from .hydration import LEGS, sample_leg
+    from .hydration import LEGS, leg_setups, sample_leg
 
     if leg not in LEGS:
         raise ValueError(f"leg must be one of {LEGS}, got {leg!r}")
     protocol = protocol or default_protocol()
     path = path or EndStateProtocol()
     folder = Path(folder)
-    solvated, vacuum = solvated_molecule(smiles, folder / "setup", padding=protocol.padding, seed=protocol.seed,
-                                         force_field=protocol.force_field)
+    solvated, vacuum = leg_setups(smiles, folder, protocol)
     setup = solvated if leg == "solvent" else vacuum
     mixed = mixed_system(setup, potential, protocol, path, leg == "solvent", device)
     return sample_leg(
