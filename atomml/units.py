@@ -7,6 +7,8 @@ No other module writes a conversion factor as a literal.
 
 from __future__ import annotations
 
+import math
+
 # CODATA 2018
 ELEMENTARY_CHARGE_C = 1.602176634e-19  # exact
 AVOGADRO = 6.02214076e23  # exact, 1/mol
@@ -34,3 +36,8 @@ EV_PER_A3_TO_GPA = ELEMENTARY_CHARGE_C / 1e-30 / 1e9
 
 SECONDS_PER_DAY = 86400.0
 NS_PER_FS = 1e-6
+
+# Electrostatics (CODATA 2018): e^2 / (4 pi epsilon_0) in eV·Å, and the Bohr radius in Å
+VACUUM_PERMITTIVITY_F_PER_M = 8.8541878128e-12
+COULOMB_EV_ANGSTROM = ELEMENTARY_CHARGE_C / (4.0 * math.pi * VACUUM_PERMITTIVITY_F_PER_M) * 1e10  # 14.3996...
+BOHR_RADIUS_ANGSTROM = 0.529177210903
