@@ -1,22 +1,9 @@
-"""openmm-ml's entry point for ``MLPotential("atomml")``: the factory alone, importing nothing.
+"""Deprecated path of :mod:`atomml.interfaces.openmm_plugin` (kept for one release; an atomml
+installed before the move names this module in its openmm-ml entry point)."""
 
-openmm-ml loads its entry points while ``openmmml.mlpotential`` is still being imported. The
-factory therefore cannot live in :mod:`atomml.openmm`, which imports openmm-ml at its top:
-importing ``atomml.openmm`` before openmm-ml would have openmm-ml ask for the factory of a
-module that is half-way through its own import. openmm-ml only calls ``createImpl`` on a
-factory, so this one does not subclass ``MLPotentialImplFactory`` (which would import openmm-ml
-from here and bring the cycle back); the implementation is imported when it is first needed.
-"""
+from ._deprecation import warn_moved
+from .interfaces.openmm_plugin import AtomMLPotentialImplFactory, ensure_registered
 
-from __future__ import annotations
+__all__ = ["AtomMLPotentialImplFactory", "ensure_registered"]
 
-from typing import Any
-
-
-class AtomMLPotentialImplFactory:
-    """Creates :class:`atomml.openmm.AtomMLPotentialImpl` for ``MLPotential("atomml", ...)``."""
-
-    def createImpl(self, name: str, **args: Any) -> Any:
-        from .openmm import AtomMLPotentialImpl
-
-        return AtomMLPotentialImpl(name, **args)
+warn_moved("atomml.openmm_plugin", "atomml.interfaces.openmm_plugin")

@@ -68,7 +68,7 @@ def main(argv=None) -> None:
     import atomml
     from atomml import units
     from atomml.models import create
-    from atomml.openmm_md import topology
+    from atomml.dynamics.openmm import topology
 
     atoms = water_box(8)
     torch.manual_seed(0)

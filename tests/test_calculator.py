@@ -106,7 +106,7 @@ def test_compiled_architecture_gives_the_eager_results():
     after neighbour-list rebuilds change the number of edges, and leaves the caller's Potential
     uncompiled."""
     from atomml import load_potential
-    from atomml.calculator import AtomMLCalculator
+    from atomml.interfaces.ase import AtomMLCalculator
 
     potential = load_potential("tensornet-organic-gfn2")
     eager = AtomMLCalculator(potential, device="cpu", skin=0.3)
@@ -128,3 +128,80 @@ def test_compiled_architecture_gives_the_eager_results():
         assert e1 == pytest.approx(e0, abs=1e-5)
         np.testing.assert_allclose(f1, f0, atol=1e-4)
     assert len(edges) > 1 and compiled.neighbor_list_builds > 1
+
+
+# Defect 1 of issue 13: a calculator that was once asked for stress (a cell relaxation) went on
+# computing stress for every later structure, and refused molecules, which have no volume.
+@pytest.fixture(scope="module")
+def tiny_organic():
+    torch.manual_seed(0)
+    return create("tensornet", elements=[1, 6, 8], cutoff=4.0, hidden_channels=8, num_layers=1, num_rbf=8)
+
+
+def _diamond():
+    atoms = bulk("C", "diamond", a=3.57)
+    atoms.rattle(0.02, seed=3)
+    return atoms
+
+
+@pytest.mark.parametrize("name", ["tiny", "tensornet-organic-gfn2"])
+def test_energy_of_a_molecule_after_stress_of_a_crystal(name, tiny_organic):
+    potential = tiny_organic if name == "tiny" else name
+    calc = atomml.AtomMLCalculator(potential, dtype=torch.float64)
+    crystal = _diamond()
+    crystal.calc = calc
+    assert np.isfinite(crystal.get_stress()).all()
+    mol = molecule("CH3CH2OH")
+    mol.calc = calc
+    energy, forces = mol.get_potential_energy(), mol.get_forces()
+    fresh = atomml.AtomMLCalculator(potential, dtype=torch.float64)
+    assert energy == pytest.approx(fresh.get_potential_energy(mol), rel=1e-12)
+    np.testing.assert_allclose(forces, fresh.get_forces(mol), atol=1e-12)
+    assert "stress" not in calc.results
+
+
+def test_stress_of_a_crystal_after_energy_of_a_molecule(tiny_organic):
+    calc = atomml.AtomMLCalculator(tiny_organic, dtype=torch.float64)
+    mol = molecule("CH3CH2OH")
+    mol.calc = calc
+    mol.get_potential_energy()
+    crystal = _diamond()
+    crystal.calc = calc
+    fresh = atomml.AtomMLCalculator(tiny_organic, dtype=torch.float64)
+    np.testing.assert_allclose(crystal.get_stress(), fresh.get_stress(crystal), rtol=1e-10, atol=1e-12)
+
+
+def test_stress_of_a_structure_without_a_periodic_cell_is_not_implemented(tiny_organic):
+    """ASE's convention (EMT, and ASE's cell filters expect it): PropertyNotImplementedError."""
+    from ase.calculators.calculator import PropertyNotImplementedError
+
+    calc = atomml.AtomMLCalculator(tiny_organic, dtype=torch.float64)
+    mol = molecule("CH3CH2OH")
+    boxed = mol.copy()
+    boxed.center(vacuum=5.0)  # a 3D cell, but no periodic axis: no stress either
+    for atoms in (mol, boxed):
+        atoms.calc = calc
+        with pytest.raises(PropertyNotImplementedError, match="periodic"):
+            atoms.get_stress()
+        assert np.isfinite(atoms.get_potential_energy())
+
+
+def test_one_calculator_screens_mixed_periodic_and_molecular_structures(tiny_organic):
+    """A screening loop: one calculator over crystals (with stress), a slab and molecules in
+    any order gives what a fresh calculator gives for each structure alone."""
+    slab = _diamond() * (2, 2, 1)
+    slab.pbc = [True, True, False]
+    slab.center(vacuum=4.0, axis=2)
+    graphite_like = bulk("C", "sc", a=1.6) * (2, 2, 2)
+    graphite_like.rattle(0.03, seed=4)
+    structures = [_diamond(), molecule("CH3CH2OH"), graphite_like, molecule("H2O"), slab, _diamond() * (2, 1, 1),
+                  molecule("CO2"), molecule("CH4")]  # fmt: skip
+    shared = atomml.AtomMLCalculator(tiny_organic, dtype=torch.float64)
+    for i, atoms in enumerate(structures):
+        fresh = atomml.AtomMLCalculator(tiny_organic, dtype=torch.float64)
+        atoms.calc = shared
+        energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+        assert energy == pytest.approx(fresh.get_potential_energy(atoms), rel=1e-12), i
+        np.testing.assert_allclose(forces, fresh.get_forces(atoms), atol=1e-12, err_msg=str(i))
+        if atoms.pbc.any():
+            np.testing.assert_allclose(atoms.get_stress(), fresh.get_stress(atoms), rtol=1e-10, atol=1e-12, err_msg=str(i))

@@ -9,7 +9,7 @@ import torch
 import atomml
 from atomml import testing, units
 from atomml.models import create
-from atomml.openmm_md import topology
+from atomml.dynamics.openmm import topology
 from atomml.resources import resource_folder
 
 openmm = pytest.importorskip("openmm")
@@ -174,7 +174,7 @@ def test_openmm_md_resumes_exactly_after_a_kill(tmp_path):
     import ase.io
 
     from atomml.dynamics import MDSettings
-    from atomml.openmm_md import run_openmm_md
+    from atomml.dynamics.openmm import run_openmm_md
 
     atoms = ase.io.read(resource_folder("md") / "structures" / "cu_fcc_108.extxyz")
     kwargs = dict(precision="double", platform="Reference", progress=False)
@@ -200,7 +200,7 @@ def test_openmm_md_resumes_exactly_after_a_kill(tmp_path):
 
 def test_openmm_md_refuses_slabs():
     from atomml.dynamics import MDSettings
-    from atomml.openmm_md import run_openmm_md
+    from atomml.dynamics.openmm import run_openmm_md
 
     slab = testing.random_crystal([29], 8, seed=1, pbc=(True, True, False))
     with pytest.raises(ValueError, match="fully periodic or a non-periodic"):
@@ -271,7 +271,7 @@ def test_registers_itself_without_the_entry_point(monkeypatch):
     ensure_registered adds it, once."""
     from openmmml import MLPotential
 
-    from atomml.openmm import AtomMLPotentialImplFactory, ensure_registered
+    from atomml.interfaces.openmm_plugin import AtomMLPotentialImplFactory, ensure_registered
 
     monkeypatch.setattr(MLPotential, "_implFactories", {})
     with pytest.raises(KeyError):
@@ -283,13 +283,15 @@ def test_registers_itself_without_the_entry_point(monkeypatch):
     MLPotential("atomml", potential="schnet-cu-emt-demo")
 
 
-def test_atomml_openmm_imports_before_openmm_ml():
-    """openmm-ml loads its entry points while it is itself being imported; importing
-    atomml.openmm first (which imports openmm-ml) must not meet a half-imported atomml.openmm."""
+@pytest.mark.parametrize("module", ["atomml.interfaces.openmm", "atomml.openmm"])
+def test_atomml_openmm_imports_before_openmm_ml(module):
+    """openmm-ml loads its entry points while it is itself being imported; importing atomml's
+    OpenMM module first (which imports openmm-ml) must not meet a half-imported atomml module
+    (the old path too, while it lasts)."""
     import subprocess
     import sys
 
-    script = ("import atomml.openmm\nfrom openmmml import MLPotential\n"
+    script = (f"import {module}\nfrom openmmml import MLPotential\n"
               "MLPotential('atomml', potential='schnet-cu-emt-demo')\nprint('ok')")  # fmt: skip
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0 and run.stdout.strip().endswith("ok"), run.stderr[-2000:]

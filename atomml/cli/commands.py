@@ -11,7 +11,7 @@ import numpy as np
 
 
 def _calculator(potential: str, device: str | None, dtype: str):
-    from ..calculator import AtomMLCalculator
+    from ..interfaces.ase import AtomMLCalculator
 
     return AtomMLCalculator(potential, device=device, dtype=dtype)
 
@@ -34,7 +34,7 @@ def md(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     if args.engine == "openmm":
-        from ..openmm_md import run_openmm_md
+        from ..dynamics.openmm import run_openmm_md
 
         args.trajectory = args.trajectory or "md.dcd"
         result = run_openmm_md(
@@ -135,7 +135,7 @@ def demo(args: argparse.Namespace) -> int:
     import torch
     from ase.io import read
 
-    from ..calculator import AtomMLCalculator
+    from ..interfaces.ase import AtomMLCalculator
     from ..dynamics import MDSettings, run_md
     from ..resources import resource_folder
 

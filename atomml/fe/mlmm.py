@@ -77,7 +77,7 @@ def mixed_system(setup: Any, potential: str, protocol: HydrationProtocol, path: 
     from openmm import app
     from openmmml import MLPotential
 
-    from ..openmm import ensure_registered
+    from ..interfaces.openmm_plugin import ensure_registered
 
     system, _, _ = leg_system(setup, protocol, solvent)
     topology = app.AmberPrmtopFile(str(setup.prmtop)).topology

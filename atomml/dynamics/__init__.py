@@ -1,0 +1,16 @@
+"""MD engines that run an atomml potential, checkpointed so a killed run resumes.
+
+- :mod:`atomml.dynamics.frames`: what every engine shares: :class:`MDSettings`,
+  :class:`MDResult`, the frame loop and its resume record, the log format.
+- :mod:`atomml.dynamics.ase`: :func:`run_md`, ASE's velocity Verlet and Langevin integrators.
+- :mod:`atomml.dynamics.openmm`: :func:`run_openmm_md`, the same run in OpenMM (DCD trajectory;
+  imports OpenMM only when called).
+"""
+
+from __future__ import annotations
+
+from .ase import run_md
+from .frames import MDResult, MDSettings
+from .openmm import run_openmm_md
+
+__all__ = ["MDResult", "MDSettings", "run_md", "run_openmm_md"]
