@@ -41,3 +41,15 @@ NS_PER_FS = 1e-6
 VACUUM_PERMITTIVITY_F_PER_M = 8.8541878128e-12
 COULOMB_EV_ANGSTROM = ELEMENTARY_CHARGE_C / (4.0 * math.pi * VACUUM_PERMITTIVITY_F_PER_M) * 1e10  # 14.3996...
 BOHR_RADIUS_ANGSTROM = 0.529177210903
+
+# Thermal energy: one function for every kT the package uses (samplers, estimators, reports)
+KT_UNITS = {"eV": 1.0, "kJ/mol": EV_TO_KJ_PER_MOL, "kcal/mol": EV_TO_KCAL_PER_MOL}
+
+
+def kt(temperature: float, unit: str = "kJ/mol") -> float:
+    """k_B T at ``temperature`` (K) in ``unit``: "kJ/mol" (OpenMM's energies), "kcal/mol" or "eV"."""
+    try:
+        factor = KT_UNITS[unit]
+    except KeyError:
+        raise ValueError(f"kT unit must be one of {sorted(KT_UNITS)}, got {unit!r}") from None
+    return BOLTZMANN_EV_PER_K * float(temperature) * factor

@@ -175,3 +175,32 @@ def test_leg_decorrelation_keeps_uncorrelated_equilibrated_samples():
         assert info[k]["uncorrelated"] == n_k[k]
     result = est.mbar(kept, n_k, T).result
     assert abs(result.value_kt - exact(*kappas)) < Z_MAX * result.error_kt
+
+
+QUIET_SCRIPT = """
+import logging, sys
+handler = logging.StreamHandler(sys.stdout)  # an application that logs to stdout
+logging.basicConfig(level=logging.WARNING, handlers=[handler], format="%(message)s")
+import numpy as np
+from atomml.fe import estimators
+rng = np.random.default_rng(0)
+x = np.concatenate([rng.normal(0, 1, 200), rng.normal(0, 0.8, 200)])
+u_kn = np.array([0.5 * x**2, 0.5 * x**2 / 0.64])
+print(estimators.mbar(u_kn, [200, 200], 300.0).result.value_kt, file=sys.stderr)
+assert logging.getLogger().handlers == [handler] and logging.getLogger("pymbar").level == logging.NOTSET
+logging.getLogger("pymbar.mbar").warning("a later pymbar warning")
+"""
+
+
+def test_pymbar_import_and_a_tiny_mbar_print_nothing(tmp_path):
+    """pymbar logs a JAX banner and a timeseries caveat when it is imported; in a fresh interpreter
+    whose logging goes to stdout, importing the estimators and running MBAR prints neither, and
+    the application's logging stays as it set it up (pymbar's later warnings still reach it)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", QUIET_SCRIPT], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "a later pymbar warning\n"
+    assert "JAX" not in proc.stderr and "timeseries module" not in proc.stderr
+    assert float(proc.stderr.split()[-1]) == pytest.approx(np.log(1.25), abs=0.2)  # ln(sigma0/sigma1)

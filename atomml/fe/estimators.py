@@ -6,6 +6,10 @@ suspect (poor overlap between neighbouring states, few uncorrelated samples). Fa
 leave no number (a solver that did not converge, no samples) raise :class:`EstimatorError`.
 Nothing is silently returned. Inputs are reduced potentials u = beta U (dimensionless).
 
+pymbar is imported in one place (:func:`_pymbar`), quietly: at import it logs a multi-line
+banner about JAX and a caveat about its timeseries module, which users of this package should
+not see on every run.
+
 The statistics are pymbar's (MBAR, BAR, EXP, timeseries); TI and its error propagation are
 written here because pymbar has no TI: the integral is a weighted sum of window means
 (trapezoid or natural cubic spline), so its variance is sum_k w_k^2 var(mean_k), with each
@@ -14,8 +18,13 @@ window's variance from its statistical inefficiency.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
+import io
+import logging
 from collections.abc import Sequence
+from types import ModuleType
 
 import numpy as np
 
@@ -25,6 +34,24 @@ from .. import units
 # below ~0.03 the estimate between them rests on very few samples)
 MIN_OVERLAP = 0.03
 MIN_UNCORRELATED = 20  # fewer effectively independent samples per window are flagged
+
+
+@functools.cache
+def _pymbar() -> ModuleType:
+    """The pymbar package, imported with stdout and pymbar's own log records below ERROR kept
+    back for the import only: the user's logging set-up is left as it was, so pymbar's later
+    warnings (a solver that struggles) still reach them."""
+    logger = logging.getLogger("pymbar")
+    level = logger.level
+    # the banner goes through pymbar.mbar_solvers' logger, created during the import with level
+    # NOTSET: it inherits this level until it is restored
+    logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            import pymbar
+    finally:
+        logger.setLevel(level)
+    return pymbar
 
 
 class EstimatorError(RuntimeError):
@@ -43,7 +70,7 @@ class FreeEnergy:
 
     @property
     def kt_in_kj_per_mol(self) -> float:
-        return units.BOLTZMANN_EV_PER_K * self.temperature * units.EV_TO_KJ_PER_MOL
+        return units.kt(self.temperature)
 
     @property
     def kj_per_mol(self) -> tuple[float, float]:
@@ -51,7 +78,7 @@ class FreeEnergy:
 
     @property
     def kcal_per_mol(self) -> tuple[float, float]:
-        k = self.kt_in_kj_per_mol / units.KCAL_TO_KJ
+        k = units.kt(self.temperature, "kcal/mol")
         return self.value_kt * k, self.error_kt * k
 
     @property
@@ -67,30 +94,24 @@ class FreeEnergy:
 
 def statistical_inefficiency(series: np.ndarray) -> float:
     """g >= 1 of a time series (pymbar.timeseries); N / g samples are effectively independent."""
-    from pymbar import timeseries
-
     series = np.asarray(series, dtype=float)
     if series.size < 2 or np.ptp(series) == 0:
         return 1.0
-    return float(timeseries.statistical_inefficiency(series))
+    return float(_pymbar().timeseries.statistical_inefficiency(series))
 
 
 def equilibrated(series: np.ndarray) -> tuple[int, float, float]:
     """(t0, g, N_eff): pymbar's equilibration detection; samples before t0 are discarded."""
-    from pymbar import timeseries
-
-    t0, g, neff = timeseries.detect_equilibration(np.asarray(series, dtype=float))
+    t0, g, neff = _pymbar().timeseries.detect_equilibration(np.asarray(series, dtype=float))
     return int(t0), float(g), float(neff)
 
 
 def decorrelated_indices(series: np.ndarray, t0: int | None = None, g: float | None = None) -> np.ndarray:
     """Indices of effectively independent samples after equilibration; ``t0`` and ``g`` from an
     earlier :func:`equilibrated` of the same series spare detecting them again."""
-    from pymbar import timeseries
-
     if t0 is None or g is None:
         t0, g, _ = equilibrated(series)
-    return t0 + np.asarray(timeseries.subsample_correlated_data(np.asarray(series)[t0:], g=g), dtype=int)
+    return t0 + np.asarray(_pymbar().timeseries.subsample_correlated_data(np.asarray(series)[t0:], g=g), dtype=int)
 
 
 def _ti_weights(lambdas: np.ndarray, method: str) -> np.ndarray:
@@ -137,12 +158,10 @@ def ti(lambdas: Sequence[float], dudl: Sequence[np.ndarray], temperature: float,
 
 def exp(work_kt: np.ndarray, temperature: float) -> FreeEnergy:
     """Exponential averaging (Zwanzig) of forward reduced work u_1(x) - u_0(x), x from state 0."""
-    from pymbar.other_estimators import exp as pymbar_exp
-
     w = np.asarray(work_kt, dtype=float)
     if w.size == 0:
         raise EstimatorError("EXP needs samples")
-    out = pymbar_exp(w)
+    out = _pymbar().other_estimators.exp(w)
     flags = []
     # EXP is dominated by the lowest works: with a wide distribution it is biased
     if np.std(w) > 2.0:
@@ -152,13 +171,11 @@ def exp(work_kt: np.ndarray, temperature: float) -> FreeEnergy:
 
 def bar(forward_kt: np.ndarray, reverse_kt: np.ndarray, temperature: float) -> FreeEnergy:
     """Bennett acceptance ratio from forward (0 -> 1) and reverse (1 -> 0) reduced works."""
-    from pymbar.other_estimators import bar as pymbar_bar
-
     wf, wr = np.asarray(forward_kt, dtype=float), np.asarray(reverse_kt, dtype=float)
     if wf.size == 0 or wr.size == 0:
         raise EstimatorError("BAR needs forward and reverse samples")
     try:
-        out = pymbar_bar(wf, wr)
+        out = _pymbar().other_estimators.bar(wf, wr)
     except Exception as exc:  # noqa: BLE001 - pymbar raises several types
         raise EstimatorError(f"BAR did not converge: {exc}") from exc
     return FreeEnergy(float(out["Delta_f"]), float(out["dDelta_f"]), temperature, "BAR")
@@ -179,8 +196,6 @@ class MBARResult:
 def mbar(u_kn: np.ndarray, n_k: Sequence[int], temperature: float) -> MBARResult:
     """MBAR over K states: ``u_kn[k, n]`` reduced potential of sample n in state k, samples
     ordered by the state that generated them (``n_k`` each)."""
-    from pymbar import MBAR
-
     u_kn = np.asarray(u_kn, dtype=float)
     n_k = np.asarray(n_k, dtype=int)
     if u_kn.ndim != 2 or u_kn.shape[0] != len(n_k) or u_kn.shape[1] != n_k.sum():
@@ -188,7 +203,7 @@ def mbar(u_kn: np.ndarray, n_k: Sequence[int], temperature: float) -> MBARResult
     if not np.all(np.isfinite(u_kn)):
         raise EstimatorError("u_kn holds non-finite reduced potentials")
     try:
-        solver = MBAR(u_kn, n_k, solver_protocol="robust")
+        solver = _pymbar().MBAR(u_kn, n_k, solver_protocol="robust")
         out = solver.compute_free_energy_differences()
         overlap = solver.compute_overlap()["matrix"]
     except Exception as exc:  # noqa: BLE001 - pymbar raises several types
