@@ -40,28 +40,34 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_schnet as bs  # noqa: E402  (a sibling script: models, weight copy, water box)
+from atomml.benchmarking import source_state
+from atomml.convert.schnetpack import import_schnetpack, to_schnetpack
+from atomml.testing.structures import ORGANIC_ELEMENTS, water_box
 
+ROOT = Path(__file__).resolve().parents[1]
+HYPER = dict(cutoff=5.0, n_atom_basis=128, n_filters=128, n_interactions=6, n_rbf=20)  # schnetpack's defaults
 VARIANTS = ("atomml", "schnetpack", "schnetpack_skin")
 SKIN = 0.5  # Å, for both peers
 
 
 def make_calculator(variant: str, workdir: str, readout_scale: float):
-    pot, spk_model = bs.paired_models(seed=0)
+    from atomml.models import create
+
+    torch.manual_seed(0)
+    pot = create("schnet", elements=list(ORGANIC_ELEMENTS), **HYPER).eval()
     with torch.no_grad():
         pot.model.readout[2].weight.mul_(readout_scale)
-    bs.copy_atomml_to_schnetpack(pot, spk_model)
     if variant == "atomml":
         from atomml import AtomMLCalculator
 
         return AtomMLCalculator(pot, dtype="float32", skin=SKIN)
-    spk = bs.import_schnetpack()
+    spk_model = to_schnetpack(pot)
+    spk = import_schnetpack()
     from schnetpack.interfaces.ase_interface import SpkCalculator
 
     model_file = os.path.join(workdir, "schnet_spk.pt")
     torch.save(spk_model, model_file)
-    nl = spk.transform.MatScipyNeighborList(cutoff=bs.HYPER["cutoff"])
+    nl = spk.transform.MatScipyNeighborList(cutoff=HYPER["cutoff"])
     if variant == "schnetpack_skin":
         nl = spk.transform.SkinNeighborList(nl, cutoff_skin=SKIN)
     return SpkCalculator(
@@ -81,7 +87,7 @@ def worker(args) -> dict:
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 
     torch.set_num_threads(args.threads)
-    atoms = bs.water_box(args.n_per_side, seed=0)
+    atoms = water_box(args.n_per_side, seed=0)
     with tempfile.TemporaryDirectory() as workdir:
         atoms.calc = make_calculator(args.variant, workdir, args.readout_scale)
         rng = np.random.default_rng(args.seed)
@@ -134,7 +140,7 @@ def run_variant(variant: str, args) -> dict:
            "--friction", str(args.friction), "--readout-scale", str(args.readout_scale)]
     env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=bs.ROOT)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr[-4000:])
         return {"variant": variant, "error": f"worker exited with {proc.returncode}"}
@@ -165,21 +171,21 @@ def main(argv=None) -> None:
         result = worker(args)
         print(json.dumps(result))
         return
-    source = bs.atomml_source_state()
+    source = source_state()
     load_start = os.getloadavg()
     runs = {v: run_variant(v, args) for v in args.variants.split(",") if v}
     report = {
         "system": f"periodic water box, {3 * args.n_per_side ** 3} atoms, ~1 g/cm^3",
         "integrator": f"ASE Langevin, {args.timestep} fs, {args.temperature} K, friction {args.friction}/fs",
-        "model": {"architecture": "SchNet", **bs.HYPER, "dtype": "float32", "same_weights": True,
+        "model": {"architecture": "SchNet", **HYPER, "dtype": "float32", "same_weights": True,
                   "weights": f"random (seed 0), last readout layer x {args.readout_scale}"},
         "steps": args.steps, "warmup_steps": args.warmup, "threads": args.threads,
-        "torch": torch.__version__, "schnetpack": bs.import_schnetpack().__version__,
+        "torch": torch.__version__, "schnetpack": import_schnetpack().__version__,
         "cpu_count": os.cpu_count(), "load_average_at_start": load_start, "load_average_at_end": os.getloadavg(),
         "atomml_source": source,
         "runs": runs,
     }
-    if bs.atomml_source_state() != source:
+    if source_state() != source:
         report["warning"] = "atomml source changed during the run"
     a = runs.get("atomml", {})
     for v in ("schnetpack", "schnetpack_skin"):

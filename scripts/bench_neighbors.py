@@ -63,17 +63,6 @@ def pair_keys(i: np.ndarray, j: np.ndarray, shifts: np.ndarray, n_atoms: int) ->
     return np.sort((i * n_atoms + j) * (2 * bound + 1) ** 3 + code)
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=DEFAULT_SIZES, help="numbers of atoms")
@@ -91,6 +80,7 @@ def main() -> None:
     from matscipy.neighbours import neighbour_list as matscipy_neighbour_list
 
     import atomml
+    from atomml.benchmarking import cpu_name
     from atomml.neighbors import neighbor_list
 
     torch.set_num_threads(args.threads)

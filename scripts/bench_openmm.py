@@ -5,7 +5,7 @@ overhead per step (OpenMM step time minus the bare model call).
 
     .venv/bin/python scripts/bench_openmm.py --steps 10 --output out.json
 
-System: a periodic box of 1,536 water atoms (``bench_schnet.water_box(8)``), TensorNet at its
+System: a periodic box of 1,536 water atoms (``atomml.testing.structures.water_box(8)``), TensorNet at its
 published size (128 channels, 2 layers, 32 RBF, 5 Å; random weights), float32, 2 threads,
 velocity Verlet at 0.5 fs from 300 K velocities (OpenMM ``VerletIntegrator`` on the CPU
 platform; ASE ``VelocityVerlet``). All paths run in this one process, one after another, with
@@ -20,15 +20,14 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_schnet import atomml_source_state, water_box  # noqa: E402
+from atomml.benchmarking import source_state
+from atomml.testing.structures import water_box
 
 TIMESTEP_FS = 0.5
 
@@ -74,7 +73,7 @@ def main(argv=None) -> None:
     torch.manual_seed(0)
     path = atomml.save_potential(create("tensornet", elements=[1, 8], cutoff=5.0), Path("runs/bench_openmm/tensornet"))
     results: dict = {"n_atoms": len(atoms), "steps": args.steps, "threads": args.threads, "dtype": "float32",
-                     "torch": torch.__version__, "atomml_source": atomml_source_state(),
+                     "torch": torch.__version__, "atomml_source": source_state(),
                      "load_average_at_start": os.getloadavg()}  # fmt: skip
 
     # bare model calls on MD-like positions (same skin reuse as in MD)

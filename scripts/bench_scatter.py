@@ -35,8 +35,8 @@ import torch
 
 import atomml
 import atomml.nn.scatter as atomml_scatter
-from bench_neighbors import cpu_name  # sibling scripts
-from bench_schnet import water_box
+from atomml.benchmarking import cpu_name
+from atomml.testing.structures import water_box
 
 # atomml uses torch-scatter only off the CPU by default; this benchmark compares it on the CPU.
 atomml_scatter.TORCH_SCATTER_ON_CPU = True

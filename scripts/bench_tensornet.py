@@ -11,15 +11,16 @@ Run with the test environment (torchmd-net is in the ``test`` extra; ``./test.sh
 Both peers run TensorNet at its published default size (128 channels, 2 interaction layers,
 32 exponential-normal radial functions, cosine cutoff 5 Å, O(3), SiLU) with the same weights:
 a torchmd-net model is built with a fixed seed and converted with
-``atomml.models.tensornet.from_torchmdnet``. float32, energy + forces per call, each peer's
+``atomml.convert.torchmdnet.from_torchmdnet``. float32, energy + forces per call, each peer's
 usual path from ASE atoms including its neighbour search: atomml's ``Potential`` on
 ``from_ase`` (vesin neighbour list); torchmd-net's ``TorchMD_Net`` on (z, pos, batch, box)
 with its default neighbour strategy (brute force, O(N^2)) and default warp kernels.
 
 Every (peer, system, measurement) runs in a fresh subprocess, one at a time, with
 ``torch.set_num_threads(--threads)``; timing and peak-memory measurement are those of
-``bench_schnet.py`` (median of ``--repeats`` calls after ``--warmup``; extra peak RSS of one
-call after the kernel's peak counter is reset, glibc returning freed memory to the kernel).
+``atomml.benchmarking``, as in ``bench_schnet.py`` (median of ``--repeats`` calls after
+``--warmup``; extra peak RSS of one call after the kernel's peak counter is reset, glibc
+returning freed memory to the kernel).
 ``ethanol`` is one 9-atom molecule, the size of an ML/MM solute, where per-operation overhead
 rather than arithmetic sets the time; the optional peer ``atomml_compiled`` is atomml's
 architecture under ``torch.compile(dynamic=True)`` (``AtomMLCalculator(compile=True)``), its
@@ -31,58 +32,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_schnet  # noqa: E402  (shared structures and measurement helpers)
-from bench_schnet import (  # noqa: E402
-    _pool,
-    _random_rotations,
-    atomml_source_state,
-    measure_call,
-    spawn_worker,
-    wait_for_memory,
-)
-from bench_schnet import build_system as _build_system  # noqa: E402
+from atomml.benchmarking import measure_call, pool_times, source_state, spawn_worker, wait_for_memory
+from atomml.testing.structures import ORGANIC_ELEMENTS, benchmark_system
 
 ROOT = Path(__file__).resolve().parents[1]
-ELEMENTS = (1, 6, 7, 8)
 HYPER = dict(embedding_dimension=128, num_layers=2, num_rbf=32, cutoff_upper=5.0)
 SYSTEMS = ("ethanol", "molecules20", "molecules", "water1500", "water12000")
 PEERS = ("atomml", "torchmdnet", "atomml_compiled")
 # torchmd-net's peak extra memory (the larger of the two), MiB per atom, with margin
-bench_schnet.MIB_PER_ATOM_ESTIMATE = 1.6
-
-
-def molecules20(count: int = 64, seed: int = 0):
-    """``count`` structures of 15-26 atoms of H, C, N, O (mean ~21): the S22 complexes of that
-    size (two molecules in contact, as in a binding site) and biphenyl and 1,4-benzenediamine
-    from ASE, cycled and randomly rotated. ASE's G2 set stops at 14 atoms."""
-    from ase.build import molecule
-    from ase.collections import s22
-
-    pool = [s22[n] for n in s22.names if 15 <= len(s22[n]) <= 26] + [molecule("biphenyl"), molecule("BDA")]
-    rng = np.random.default_rng(seed)
-    out = []
-    for k in range(count):
-        atoms = pool[k % len(pool)].copy()
-        atoms.positions = (atoms.positions - atoms.positions.mean(0)) @ _random_rotations(1, rng)[0].T
-        atoms.pbc = False
-        atoms.cell = np.zeros((3, 3))
-        out.append(atoms)
-    return out
-
-
-def build_system(name: str):
-    if name == "ethanol":  # one small solute, as in ML/MM: per-call overhead, not arithmetic
-        from ase.build import molecule
-
-        return [molecule("CH3CH2OH")]
-    return molecules20() if name == "molecules20" else _build_system(name)
+MIB_PER_ATOM_ESTIMATE = 1.6
 
 
 def torchmdnet_model(precision: int = 32, seed: int = 0, **overrides):
@@ -101,10 +64,10 @@ def torchmdnet_model(precision: int = 32, seed: int = 0, **overrides):
 
 
 def paired_models(seed: int = 0):
-    from atomml.models.tensornet import from_torchmdnet
+    from atomml.convert.torchmdnet import from_torchmdnet
 
     model = torchmdnet_model(seed=seed)
-    return from_torchmdnet(model, elements=ELEMENTS).to(torch.float32).eval(), model
+    return from_torchmdnet(model, elements=ORGANIC_ELEMENTS).to(torch.float32).eval(), model
 
 
 def _make_call(peer: str, atoms_list):
@@ -140,16 +103,19 @@ def _make_call(peer: str, atoms_list):
 
 def worker(args) -> dict:
     torch.set_num_threads(args.threads)
-    atoms_list = build_system(args.system)
+    atoms_list = benchmark_system(args.system)
     call, n_atoms = _make_call(args.peer, atoms_list)
     result = {"peer": args.peer, "system": args.system, "n_atoms": n_atoms, "n_structures": len(atoms_list),
               "threads": torch.get_num_threads()}  # fmt: skip
-    result.update(measure_call(call, args))
+    result.update(measure_call(call, warmup=args.warmup, repeats=args.repeats, measure=args.measure))
     return result
 
 
 def run_worker(peer: str, system: str, measure: str, args) -> dict:
-    return spawn_worker(__file__, ["--peer", peer, "--system", system], measure, args, {"peer": peer, "system": system})
+    """One measurement in a fresh process (this script with --worker)."""
+    argv = [__file__, "--worker", "--peer", peer, "--system", system, "--measure", measure, "--repeats", str(args.repeats),
+            "--warmup", str(args.warmup), "--threads", str(args.threads)]
+    return spawn_worker(argv, measure=measure, label={"peer": peer, "system": system}, cwd=ROOT)
 
 
 def benchmark(args) -> dict:
@@ -161,23 +127,25 @@ def benchmark(args) -> dict:
         "torchmdnet": getattr(torchmdnet, "__version__", "3.1.0"),
         "neighbor_lists": {"atomml": "vesin (atomml default)", "torchmdnet": "brute (torchmd-net default)"},
         "cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg(),
-        "atomml_source": atomml_source_state(), "systems": {},
+        "atomml_source": source_state(), "systems": {},
     }  # fmt: skip
     peers = [p for p in args.peers.split(",") if p]
     if peers[:2] != ["atomml", "torchmdnet"] or not set(peers) <= set(PEERS):
         raise SystemExit(f"--peers: atomml,torchmdnet first, then optionally atomml_compiled (got {args.peers})")
-    for system in [s for s in args.systems.split(",") if s]:
+    systems = [s for s in args.systems.split(",") if s]
+    n_atoms = {system: sum(len(atoms) for atoms in benchmark_system(system)) for system in systems}
+    for system in systems:
         runs: dict = {peer: {} for peer in peers}
         # alternating rounds (atomml, torchmd-net, atomml, ...): a change of background load
         # does not favour one peer; the repeats of all rounds are pooled
         for _ in range(args.rounds):
             for peer in peers:
-                ok = wait_for_memory(system, args)
+                ok = wait_for_memory(system, n_atoms[system], MIB_PER_ATOM_ESTIMATE, args.memory_wait)
                 out = run_worker(peer, system, "time", args) if ok else {"error": "not enough free memory"}
-                runs[peer]["time"] = _pool(runs[peer].get("time"), out)
+                runs[peer]["time"] = pool_times(runs[peer].get("time"), out)
         if not args.no_memory:
             for peer in peers[:2]:
-                ok = wait_for_memory(system, args)
+                ok = wait_for_memory(system, n_atoms[system], MIB_PER_ATOM_ESTIMATE, args.memory_wait)
                 runs[peer]["memory"] = run_worker(peer, system, "memory", args) if ok else {"error": "not enough free memory"}
         a, t = runs["atomml"], runs["torchmdnet"]
         if "error" in a["time"] or "error" in t["time"]:
@@ -210,7 +178,7 @@ def benchmark(args) -> dict:
             )  # fmt: skip
         report["systems"][system] = entry
     report["load_average_at_end"] = os.getloadavg()
-    if atomml_source_state() != report["atomml_source"]:
+    if source_state() != report["atomml_source"]:
         report["warning"] = "atomml source changed during the run: the systems may have used different code"
     return report
 

@@ -41,6 +41,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -59,6 +60,7 @@ from tblite.ase import TBLite
 from tqdm import tqdm
 
 from atomml import units
+from atomml.analysis import BondMonitor
 from atomml.files import concatenate, replacing, write_json, write_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -272,7 +274,7 @@ def sample_molecule(molecule: Molecule, seed: int) -> list[Atoms]:
     frames = []
     for conformer, positions in enumerate(conformers):
         start = Atoms(symbols, positions=positions)
-        watch = BondWatch(symbols, bonds, positions, f"conformer {conformer}")
+        watch = bond_watch(start, bonds, f"conformer {conformer}")
         try:
             for temperature in TEMPERATURES_K:
                 atoms = start.copy()
@@ -282,7 +284,7 @@ def sample_molecule(molecule: Molecule, seed: int) -> list[Atoms]:
                 Stationary(atoms)
                 dynamics = Langevin(atoms, TIMESTEP_FS * units.FS, temperature_K=temperature,
                                     friction=FRICTION_PER_FS / units.FS, fixcm=False, rng=rng)
-                dynamics.attach(watch.check, interval=5, atoms=atoms)
+                dynamics.attach(watch, interval=5, atoms=atoms)
                 dynamics.run(EQUILIBRATION_STEPS)
                 for _ in range(FRAMES_PER_TEMPERATURE):
                     dynamics.run(FRAME_STRIDE)
@@ -317,27 +319,23 @@ def embed_conformers(smiles: str, rng: np.random.Generator) -> tuple[list[str], 
     return symbols, bonds, [mol.GetConformer(i).GetPositions() for i in ids]
 
 
-class BondWatch:
-    """Fails the molecule when a bond stretches beyond MAX_BOND_STRETCH times its starting length."""
+def bond_watch(start: Atoms, bonds: np.ndarray, where: str) -> Callable[[Atoms], None]:
+    """An MD observer that fails the molecule when a bond stretches beyond MAX_BOND_STRETCH
+    times its starting length, or the positions stop being finite."""
+    monitor = BondMonitor.from_bonds(start, bonds, stretch=MAX_BOND_STRETCH)
 
-    def __init__(self, symbols: list[str], bonds: np.ndarray, positions: np.ndarray, where: str):
-        self.symbols, self.bonds, self.where = symbols, bonds, where
-        self.reference = self.lengths(positions)
+    def check(atoms: Atoms) -> None:
+        event = monitor.check(atoms)
+        if event is None:
+            return
+        if event.kind == "non-finite":
+            raise GenerationFailed(f"{where}: non-finite positions (MD exploded)")
+        raise GenerationFailed(
+            f"{where}: bond {event.symbols[0]}{event.i}-{event.symbols[1]}{event.j} stretched "
+            f"{event.distance / event.start_distance:.2f}x its starting length (MD exploded or a bond broke)"
+        )
 
-    def lengths(self, positions: np.ndarray) -> np.ndarray:
-        return np.linalg.norm(positions[self.bonds[:, 0]] - positions[self.bonds[:, 1]], axis=1)
-
-    def check(self, atoms: Atoms) -> None:
-        positions = atoms.positions
-        if not np.isfinite(positions).all():
-            raise GenerationFailed(f"{self.where}: non-finite positions (MD exploded)")
-        stretch = self.lengths(positions) / self.reference
-        if stretch.size and stretch.max() > MAX_BOND_STRETCH:
-            i, j = self.bonds[int(stretch.argmax())]
-            raise GenerationFailed(
-                f"{self.where}: bond {self.symbols[i]}{i}-{self.symbols[j]}{j} stretched {stretch.max():.2f}x "
-                "its starting length (MD exploded or a bond broke)"
-            )
+    return check
 
 
 def labelled_frame(atoms: Atoms, molecule: Molecule, source: str, conformer: int) -> Atoms:

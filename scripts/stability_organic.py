@@ -6,11 +6,11 @@ For each molecule of ``data/generated/organic/organic_heldout.extxyz`` (molecule
 training), starting from its lowest-energy reference frame:
 
 - Langevin NVT at 300 K (ASE ``Langevin``, 0.5 fs, friction 0.01/fs) for ``--nvt-ps``;
-  every 50 fs the bonds are checked against the starting ones (bonded: closer than 1.2 × the
-  sum of ASE's covalent radii; "bond broken": a starting bond stretched beyond 1.5 × the sum;
-  "bond formed": another pair closer than the sum itself, so that thermal motion of 1-3
-  contacts is no change) and the molecule's potential energy against its running mean: more
-  than 5 eV above it, or non-finite, is "energy blow-up";
+  every 50 fs the bonds are checked against the starting ones by ``atomml.analysis.BondMonitor``
+  (bonded: closer than 1.2 × the sum of ASE's covalent radii; "bond broken": a starting bond
+  stretched beyond 1.5 × the sum; "bond formed": another pair closer than the sum itself, so
+  that thermal motion of 1-3 contacts is no change) and the molecule's potential energy against
+  its running mean: more than 5 eV above it, or non-finite, is "energy blow-up";
 - then velocity-Verlet NVE for ``--nve-ps`` from the last NVT state; the drift is the slope of a
   straight-line fit to the molecule's total energy, in eV per atom per ps.
 
@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -39,7 +38,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SPACING = 30.0  # Å between molecules of a composite system: far beyond any cutoff
 CHECK_FS = 50.0
 BLOW_UP_EV = 5.0
-BOND_MULT, BREAK_MULT, FORM_MULT = 1.2, 1.5, 1.0  # x the sum of covalent radii (see bond_change)
 
 
 def starting_structures(path: Path) -> list:
@@ -60,37 +58,6 @@ def starting_structures(path: Path) -> list:
     return frames
 
 
-def _bond_limits(atoms) -> np.ndarray:
-    from ase.data import covalent_radii
-
-    radii = covalent_radii[atoms.numbers]
-    return radii[:, None] + radii[None, :]
-
-
-def bonded_pairs(atoms) -> set[tuple[int, int]]:
-    """Pairs closer than BOND_MULT x the sum of their covalent radii (ASE's), i < j."""
-    d = atoms.get_all_distances()
-    i, j = np.nonzero(np.triu(d < BOND_MULT * _bond_limits(atoms), k=1))
-    return set(zip(i.tolist(), j.tolist()))
-
-
-def bond_change(atoms, bonds: set[tuple[int, int]]) -> str | None:
-    """What broke or formed, with hysteresis so that thermal motion is not a change: a starting
-    bond is broken beyond BREAK_MULT x the radii sum (C-H 1.6 Å, C-C 2.3 Å); a new bond is
-    a non-bonded pair closer than FORM_MULT x the sum (C···Cl 1.78 Å, where a 1-3 contact sits
-    near 2.7 Å)."""
-    d, limit = atoms.get_all_distances(), _bond_limits(atoms)
-    symbols = atoms.get_chemical_symbols()
-    for i, j in sorted(bonds):
-        if d[i, j] > BREAK_MULT * limit[i, j]:
-            return f"bond {symbols[i]}{i}-{symbols[j]}{j} broken ({d[i, j]:.2f} Å)"
-    close = np.triu(d < FORM_MULT * limit, k=1)
-    for i, j in zip(*np.nonzero(close)):
-        if (int(i), int(j)) not in bonds:
-            return f"bond {symbols[i]}{i}-{symbols[j]}{j} formed ({d[i, j]:.2f} Å)"
-    return None
-
-
 def run_job(molecules: list, potential: str, nvt_ps: float, nve_ps: float, seed: int) -> list[dict]:
     """NVT then NVE of ``molecules`` (one composite system); one result per molecule."""
     import torch
@@ -99,8 +66,8 @@ def run_job(molecules: list, potential: str, nvt_ps: float, nve_ps: float, seed:
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
     from ase.md.verlet import VelocityVerlet
 
-    sys.path.insert(0, str(ROOT))
     from atomml import AtomMLCalculator
+    from atomml.analysis import BondMonitor
 
     torch.set_num_threads(1)
     system = Atoms()
@@ -112,21 +79,21 @@ def run_job(molecules: list, potential: str, nvt_ps: float, nve_ps: float, seed:
         system += shifted
     system.info["charge"] = sum(int(m.info["charge"]) for m in molecules)
     system.calc = AtomMLCalculator(potential, dtype=torch.float32)
-    graphs = [bonded_pairs(m) for m in molecules]
+    dt = 0.5
+    monitors = [BondMonitor(m, timestep_fs=dt) for m in molecules]
     rng = np.random.default_rng(seed)
     MaxwellBoltzmannDistribution(system, temperature_K=300, rng=rng)
     Stationary(system)
-    dt = 0.5
     every = int(CHECK_FS / dt)
     results = [{"molecule": m.info["molecule"], "atoms": len(m), "charge": int(m.info["charge"]), "status": "stable"} for m in molecules]
     energies: list[list[float]] = [[] for _ in molecules]
     temperatures: list[list[float]] = [[] for _ in molecules]
 
-    def check(step_fs: float) -> None:
+    def check(step: int) -> None:
         e = system.get_potential_energies()
         v = system.get_velocities()
         m = system.get_masses()
-        for k, (sl, graph) in enumerate(zip(slices, graphs)):
+        for k, (sl, monitor) in enumerate(zip(slices, monitors)):
             if results[k]["status"] != "stable":
                 continue
             part = system[sl]
@@ -134,10 +101,12 @@ def run_job(molecules: list, potential: str, nvt_ps: float, nve_ps: float, seed:
             kinetic = 0.5 * float((m[sl, None] * v[sl] ** 2).sum())
             temperatures[k].append(2 * kinetic / (3 * len(part) * units.kB))
             if not np.isfinite(energy) or (energies[k] and energy > np.mean(energies[k]) + BLOW_UP_EV):
-                results[k].update(status="energy blow-up", failed_at_ps=step_fs / 1000)
-            elif (change := bond_change(part, graph)) is not None:
-                results[k].update(status="bond broken" if "broken" in change else "bond formed", detail=change,
-                                  failed_at_ps=step_fs / 1000)
+                results[k].update(status="energy blow-up", failed_at_ps=step * dt / 1000)
+            else:
+                monitor(part, step)
+                if (event := monitor.event) is not None:
+                    status = "non-finite positions" if event.kind == "non-finite" else f"bond {event.kind}"
+                    results[k].update(status=status, detail=str(event), failed_at_ps=event.time_ps)
             energies[k].append(energy)
 
     started = time.perf_counter()
@@ -145,7 +114,7 @@ def run_job(molecules: list, potential: str, nvt_ps: float, nve_ps: float, seed:
     nvt_steps = int(round(nvt_ps * 1000 / dt))
     for done in range(0, nvt_steps, every):
         nvt.run(every)
-        check((done + every) * dt)
+        check(done + every)
     nvt_seconds = time.perf_counter() - started
     nve = VelocityVerlet(system, dt * units.fs)
     totals: list[list[float]] = [[] for _ in molecules]

@@ -37,11 +37,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from atomml.data import group_split, load_dataset, random_split
+from atomml.training import TrainConfig
 
-from atomml.data import group_split, load_dataset, random_split  # noqa: E402
-from atomml.training import TrainConfig  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 PRESETS = {"organic": "tensornet-organic-gfn2", "metals": "tensornet-metals-emt"}
 MAX_FILE_BYTES = 10 * 1024 * 1024

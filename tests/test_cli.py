@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -47,6 +48,20 @@ def test_info(potential_file, capsys):
     assert "schnet" in text and "Cu" in text and "4.0 Å" in text
     assert main(["info", str(potential_file), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["architecture"] == "schnet"
+
+
+# An absolute path on POSIX or Windows, anywhere in a string ("/home/...", "C:\\...", "D:/...").
+ABSOLUTE_PATH = re.compile(r"(^|[\s'\"(=])(/[\w.-]+/|[A-Za-z]:[\\/])")
+
+
+@pytest.mark.parametrize("name", sorted(atomml.shipped_potentials()))
+def test_shipped_potentials_show_no_absolute_paths(name, capsys):
+    """Defect 6 of issue 13: `atomml info` printed the training machine's paths."""
+    metadata = json.dumps(atomml.read_header(name)["metadata"])
+    assert not ABSOLUTE_PATH.search(metadata), ABSOLUTE_PATH.search(metadata)
+    assert main(["info", name]) == 0
+    shown = capsys.readouterr().out.splitlines()[1:]  # the first line is this machine's file path
+    assert not [line for line in shown if ABSOLUTE_PATH.search(line)]
 
 
 def test_info_reports_damaged_file(tmp_path, capsys):

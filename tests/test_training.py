@@ -126,9 +126,48 @@ def test_second_stage_starts_from_the_first(copper, tmp_path):
     saved = tmp_path / "stage1" / "potential.safetensors"
     second = Trainer(_config(tmp_path, "stage2", init_from=str(saved), lr=1e-3), train_data=copper)
     assert _max_difference(second.potential, atomml.load_potential(saved)) == 0.0
-    assert second.potential.metadata["initialised_from"] == str(saved)
+    assert second.potential.metadata["initialised_from"] == saved.name  # outside the working directory: the name
     with pytest.raises(ValueError, match="differ"):
         Trainer(_config(tmp_path, "bad", init_from=str(saved), hyperparameters={**SMALL, "hidden_channels": 16}), train_data=copper)
+
+
+def _strings(value) -> list[str]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+def test_saved_metadata_holds_no_absolute_paths(copper, tmp_path, monkeypatch):
+    """Defect 6 of issue 13: `atomml info` showed the training machine's absolute paths. Paths
+    under the working directory are stored relative to it; others by file name only."""
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    (project / "data").mkdir(parents=True)
+    elsewhere.mkdir()
+    copper.write(project / "data" / "cu.extxyz")
+    copper.subset(np.arange(4)).write(elsewhere / "extra.extxyz")
+    (project / "cfg.yaml").write_text(
+        "model: {architecture: tensornet, hyperparameters: {hidden_channels: 8, num_layers: 1, num_rbf: 8, cutoff: 4.0}}\n"
+        f"data: {{train: data/cu.extxyz, valid_fraction: 0.25, test_sets: {{extra: {elsewhere / 'extra.extxyz'}}}}}\n"
+        "optimizer: {batch_size: 6}\n"
+        "stop: {max_steps: 2}\n"
+        f"run: {{output: {project / 'runs' / 'first'}, progress: false}}\n"
+    )
+    monkeypatch.chdir(project)
+    first = Trainer(TrainConfig.from_yaml("cfg.yaml"))
+    assert Path(first.config.train).is_absolute()  # resolved against the config's folder to read it
+    first.fit()
+    header = atomml.read_header(project / "runs" / "first" / "potential.safetensors")
+    absolute = [s for s in _strings(header["metadata"]) if os.path.isabs(s)]
+    assert not absolute, f"absolute paths in the potential's metadata: {absolute}"
+    stored = header["metadata"]["training_config"]
+    assert stored["train"] == os.path.join("data", "cu.extxyz")
+    assert stored["test_sets"] == {"extra": "extra.extxyz"}
+    assert stored["output"] == os.path.join("runs", "first")
+    staged = Trainer(_config(tmp_path, "stage2", init_from=str(project / "runs" / "first" / "potential.safetensors")),
+                     train_data=copper)
+    assert staged.potential.metadata["initialised_from"] == os.path.join("runs", "first", "potential.safetensors")
 
 
 def test_config_yaml_errors(tmp_path):

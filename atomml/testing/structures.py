@@ -68,3 +68,131 @@ def random_rotation(rng: np.random.Generator, reflect: bool = False) -> np.ndarr
     if reflect:
         q = -q
     return q
+
+
+# ---------------------------------------------------------------------------------------------
+# Named structure sets for comparisons with other codes and for benchmarks
+# ---------------------------------------------------------------------------------------------
+
+# Liquid water at 1 g/cm^3, written in the units used here (g/Å^3) rather than as a factor.
+WATER_DENSITY_G_PER_A3 = 1.0e-24
+ORGANIC_ELEMENTS = (1, 6, 7, 8)
+
+
+def random_rotations(n: int, rng: np.random.Generator) -> np.ndarray:
+    """(n, 3, 3) rotation matrices, uniform over SO(3) (from normalised Gaussian quaternions)."""
+    q = rng.normal(size=(n, 4))
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    w, x, y, z = q.T
+    return np.stack(
+        [
+            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+            np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+            np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
+        ],
+        axis=1,
+    )
+
+
+def water_box(n_per_side: int, seed: int = 0) -> Atoms:
+    """Periodic cubic box of ``n_per_side``³ randomly oriented rigid waters on a cubic grid at
+    1 g/cm³ (3 n³ atoms; edge 3.10 Å per molecule). Deterministic for a given ``seed``."""
+    from ase.build import molecule
+
+    from ..units import AVOGADRO
+
+    rng = np.random.default_rng(seed)
+    water = molecule("H2O")
+    mass = float(water.get_masses().sum())  # g/mol
+    spacing = (mass / AVOGADRO / WATER_DENSITY_G_PER_A3) ** (1.0 / 3.0)  # Å per molecule
+    local = water.positions - water.get_center_of_mass()
+    grid = np.stack(np.meshgrid(*[np.arange(n_per_side)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    centres = (grid + 0.5) * spacing
+    positions = centres[:, None, :] + np.einsum("mab,kb->mka", random_rotations(len(centres), rng), local)
+    length = n_per_side * spacing
+    return Atoms(
+        numbers=np.tile(water.numbers, len(centres)), positions=positions.reshape(-1, 3), cell=np.eye(3) * length, pbc=True
+    )
+
+
+def organic_molecules(
+    count: int = 64, seed: int = 0, min_atoms: int = 10, max_atoms: int = 25, elements: Sequence[int] = ORGANIC_ELEMENTS
+) -> list[Atoms]:
+    """``count`` molecules of ASE's G2 set with ``min_atoms``-``max_atoms`` atoms of
+    ``elements`` (cycled in name order), each centred, randomly rotated and displaced by
+    0.02 Å (Gaussian, per component). The G2 set stops at 14 atoms."""
+    from ase.build import molecule
+    from ase.collections import g2
+
+    names = sorted(n for n in g2.names if min_atoms <= len(g2[n]) <= max_atoms and set(g2[n].numbers) <= set(elements))
+    if not names:
+        raise ValueError(f"no G2 molecule has {min_atoms}-{max_atoms} atoms of elements {list(elements)}")
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(count):
+        atoms = molecule(names[k % len(names)])
+        atoms.positions = (atoms.positions - atoms.positions.mean(0)) @ random_rotations(1, rng)[0].T
+        atoms.positions += rng.normal(scale=0.02, size=atoms.positions.shape)
+        out.append(atoms)
+    return out
+
+
+def larger_organic_molecules(count: int = 64, seed: int = 0) -> list[Atoms]:
+    """``count`` structures of 15-26 atoms of H, C, N, O (mean ~21): the S22 complexes of that
+    size (two molecules in contact, as in a binding site), biphenyl and 1,4-benzenediamine from
+    ASE, cycled and randomly rotated about their centre; non-periodic."""
+    from ase.build import molecule
+    from ase.collections import s22
+
+    pool = [s22[n] for n in s22.names if 15 <= len(s22[n]) <= 26] + [molecule("biphenyl"), molecule("BDA")]
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(count):
+        atoms = pool[k % len(pool)].copy()
+        atoms.positions = (atoms.positions - atoms.positions.mean(0)) @ random_rotations(1, rng)[0].T
+        atoms.pbc = False
+        atoms.cell = np.zeros((3, 3))
+        out.append(atoms)
+    return out
+
+
+def comparison_structures() -> dict[str, Atoms]:
+    """Structures for agreement checks against another code: four G2 molecules (ethanol,
+    benzene, acetamide, pyridine), a 9.3 Å periodic water box (81 atoms) and a sheared 6.2 Å
+    water box (24 atoms: smaller than twice a 5 Å cutoff, so many periodic images)."""
+    from ase.build import molecule
+
+    structures = {name: molecule(name) for name in ("CH3CH2OH", "C6H6", "CH3CONH2", "C5H5N")}
+    structures["water_box_81"] = water_box(3, seed=1)
+    sheared = water_box(2, seed=2)
+    cell = np.array(sheared.cell)
+    cell[1] += 0.25 * cell[0]
+    cell[2] += 0.15 * cell[0] - 0.1 * cell[1]
+    sheared.set_cell(cell, scale_atoms=True)
+    structures["sheared_water_box_24"] = sheared
+    return structures
+
+
+BENCHMARK_SYSTEMS = ("ethanol", "molecules", "molecules20", "water1500", "water12000")
+
+
+def benchmark_system(name: str) -> list[Atoms]:
+    """The structures of a named benchmark system (one batch):
+
+    - ``ethanol``: one 9-atom molecule, the size of an ML/MM solute;
+    - ``molecules``: 64 G2 molecules of 10-14 atoms (:func:`organic_molecules`);
+    - ``molecules20``: 64 structures of 15-26 atoms (:func:`larger_organic_molecules`);
+    - ``water1500``, ``water12000``: one periodic water box of 1,536 or 12,288 atoms.
+    """
+    from ase.build import molecule
+
+    builders = {
+        "ethanol": lambda: [molecule("CH3CH2OH")],
+        "molecules": lambda: organic_molecules(64),
+        "molecules20": lambda: larger_organic_molecules(64),
+        "water1500": lambda: [water_box(8)],
+        "water12000": lambda: [water_box(16)],
+    }
+    if name not in builders:
+        raise ValueError(f"unknown benchmark system {name!r}; choose from {BENCHMARK_SYSTEMS}")
+    return builders[name]()

@@ -19,8 +19,11 @@ names are errors, so a typo never silently falls back to a default. Example
     stop: {max_minutes: 20}
     run: {seed: 0, output: runs/organic}
 
-Relative paths in ``data`` are relative to the config file's folder (so a preset in
-``potentials/`` names ``../data/generated/...``).
+Relative paths in ``data`` (and ``model.init_from``) are relative to the config file's folder
+(so a preset in ``potentials/`` names ``../data/generated/...``); ``run.output`` is relative to
+the working directory. The copy of the config written into a trained potential's header holds
+no absolute paths (:meth:`TrainConfig.portable_dict`): paths under the working directory are
+stored relative to it, others by file name only.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+PATH_KEYS = ("train", "valid", "init_from", "output")  # file paths besides test_sets
 SECTIONS = {
     "model": ("architecture", "hyperparameters", "name", "description", "init_from"),
     "data": ("train", "valid", "test_sets", "split_by", "valid_fraction", "test_fraction", "split_seed", "cache", "report_by"),
@@ -152,6 +156,16 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def portable_dict(self, root: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+        """:meth:`to_dict` with the file paths made safe to write into a shared file (a
+        potential's header): see :func:`portable_path`."""
+        values = self.to_dict()
+        for key in PATH_KEYS:
+            if values.get(key):
+                values[key] = portable_path(values[key], root)
+        values["test_sets"] = {k: portable_path(v, root) for k, v in values["test_sets"].items()}
+        return values
+
     def fingerprint(self) -> str:
         """Hash of the fields that define the optimisation (not the stopping or output)."""
         skip = {"max_epochs", "max_steps", "max_minutes", "early_stopping_patience", "output", "progress", "threads", "device"}
@@ -159,6 +173,22 @@ class TrainConfig:
         if self.scheduler == "cosine":
             values["max_steps"] = self.max_steps
         return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def portable_path(path: str | os.PathLike[str], root: str | os.PathLike[str] | None = None) -> str:
+    """``path`` as it may be stored in a file read on other machines: an absolute path below
+    ``root`` (default: the working directory) relative to it, any other absolute path by its
+    file name only, a relative path unchanged. No absolute path of this machine survives."""
+    path = Path(path)
+    if not path.is_absolute():
+        return str(path)
+    base = Path(root if root is not None else Path.cwd()).resolve()
+    if base != Path(base.anchor):  # relative to a filesystem root would still spell out the path
+        try:
+            return str(path.resolve().relative_to(base))
+        except ValueError:
+            pass
+    return path.name
 
 
 def _resolve(value: str, base: Path) -> str:

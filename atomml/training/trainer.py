@@ -51,7 +51,7 @@ from ..data.dataset import atom_indices
 from ..files import write_json
 from ..potential import Potential
 from ..potential_file import save_potential
-from .config import TrainConfig
+from .config import TrainConfig, portable_path
 from .metrics import errors, parity_plot, predict, wants_stress
 
 CHECKPOINT = "checkpoint.pt"
@@ -172,7 +172,7 @@ class Trainer:
             raise ValueError(f"init_from {path}: hyperparameters {differ} differ from the config's; the weights fix them")
         for p in potential.parameters():
             p.requires_grad_(True)
-        potential.metadata = {"name": c.name, "description": c.description, "initialised_from": str(path)}
+        potential.metadata = {"name": c.name, "description": c.description, "initialised_from": portable_path(path)}
         return potential.to(device=self.device, dtype=self.dtype)
 
     # -- the loop -----------------------------------------------------------------------------
@@ -380,7 +380,7 @@ class Trainer:
             {
                 "training": {k: v for k, v in report.items() if k != "test"},
                 "test_metrics": report["test"],
-                "training_config": {k: v for k, v in c.to_dict().items() if k not in ("progress", "threads", "device")},
+                "training_config": {k: v for k, v in c.portable_dict().items() if k not in ("progress", "threads", "device")},
             }
         )
         report["potential"] = str(save_potential(potential.to(device="cpu"), self.output / f"{c.name}.safetensors"))
