@@ -29,9 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .graph import AtomicGraph
-from .nn.scatter import scatter_sum
-from .potential import Potential, _edge_vectors
+from .potential import Potential, edge_vectors
 
 
 class PotentialModule(nn.Module):
@@ -51,17 +49,12 @@ class PotentialModule(nn.Module):
         cell_shift: Tensor,
     ) -> Tensor:
         """Energy per structure (B,); ``species`` index ``potential.elements``, ``edge_index``
-        holds the edges within the cutoff (a full list), ``cell_shift`` their periodic shifts."""
-        pot = self.potential
-        # r_j - r_i + S @ cell, without the single-structure shortcut of potential._edge_vectors
-        # (a branch on the number of structures)
-        i, j = edge_index[0], edge_index[1]
-        shift = torch.bmm(cell_shift.to(positions.dtype).unsqueeze(1), cell[batch[i]]).squeeze(1)
-        edge_vec = positions[j] - positions[i] + shift
-        graph = AtomicGraph(positions=positions, atomic_numbers=species, batch=batch, cell=cell, pbc=pbc,
-                            total_charge=total_charge, edge_index=edge_index, cell_shift=cell_shift)  # fmt: skip
-        raw = pot.model(graph, species, edge_index, edge_vec)
-        return scatter_sum(pot.atom_energies(raw, species), batch, total_charge.shape[0])
+        holds the edges within the cutoff (a full list), ``cell_shift`` their periodic shifts.
+        The computation is :meth:`Potential.energy`, as for the eager potential; terms that need
+        per-atom charges given with the structure cannot be exported this way."""
+        return self.potential.energy(
+            positions, species, batch, cell, pbc, total_charge, edge_index, cell_shift, total_charge.shape[0]
+        )[0]
 
     def example_inputs(self, atoms: Any) -> tuple[Tensor, ...]:
         """The inputs for ASE ``atoms`` (one or a list), neighbour list within the cutoff."""
@@ -70,7 +63,7 @@ class PotentialModule(nn.Module):
         pot = self.potential
         graph = from_ase(atoms, dtype=pot.dtype).with_neighbors(pot.cutoff)
         assert graph.edge_index is not None and graph.cell_shift is not None
-        vec = _edge_vectors(graph.positions, graph.cell, graph.batch, graph.edge_index, graph.cell_shift)
+        vec = edge_vectors(graph.positions, graph.cell, graph.batch, graph.edge_index, graph.cell_shift)
         keep = vec.norm(dim=1) < pot.cutoff
         return (graph.positions, pot.species(graph.atomic_numbers), graph.batch, graph.cell, graph.pbc,
                 graph.total_charge, graph.edge_index[:, keep], graph.cell_shift[keep])  # fmt: skip

@@ -13,6 +13,7 @@ pbc                 (B, 3)      bool     periodic along a, b, c, each axis on it
 total_charge        (B,)        float    elementary charges
 edge_index          (2, E)      int64    row 0: receiving atom i, row 1: neighbour j
 cell_shift          (E, 3)      int64    S with r_ij = r_j - r_i + S @ cell[batch[i]]
+partial_charges     (N,)        float    optional per-atom charges (e), for energy terms
 ==================  ==========  =======  ===================================================
 
 Edge vectors are never stored: they are recomputed from positions, cell and shifts inside the
@@ -42,6 +43,7 @@ class AtomicGraph:
     total_charge: Tensor
     edge_index: Tensor | None = None
     cell_shift: Tensor | None = None
+    partial_charges: Tensor | None = None
 
     @property
     def num_atoms(self) -> int:
@@ -104,6 +106,7 @@ class AtomicGraph:
                 cell=self.cell[b : b + 1],
                 pbc=self.pbc[b : b + 1],
                 total_charge=self.total_charge[b : b + 1],
+                partial_charges=None if self.partial_charges is None else torch.split(self.partial_charges, counts)[b],
             )
             for b in range(self.num_graphs)
         ]
@@ -120,6 +123,7 @@ def _single(
     pbc: np.ndarray,
     charge: float,
     dtype: torch.dtype,
+    partial_charges: np.ndarray | None = None,
 ) -> AtomicGraph:
     n = len(numbers)
     return AtomicGraph(
@@ -129,6 +133,7 @@ def _single(
         cell=torch.tensor(np.array(cell, dtype=np.float64), dtype=dtype).reshape(1, 3, 3),
         pbc=torch.tensor(np.array(pbc, dtype=bool)).reshape(1, 3),
         total_charge=torch.tensor([float(charge)], dtype=dtype),
+        partial_charges=None if partial_charges is None else torch.tensor(np.array(partial_charges, dtype=np.float64), dtype=dtype).reshape(n),
     )
 
 
@@ -144,7 +149,8 @@ def from_ase(atoms: Any, dtype: torch.dtype | None = None) -> AtomicGraph:
     """Graph from one ASE ``Atoms`` or a sequence of them (batched).
 
     The total charge is read from ``atoms.info["charge"]`` if present, else from the sum of the
-    initial charges, else 0.
+    initial charges, else 0. Initial charges, where the atoms have them, are also the per-atom
+    ``partial_charges`` (for energy terms such as Coulomb with given charges).
     """
     if isinstance(atoms, Iterable) and not hasattr(atoms, "get_positions"):
         return batch_graphs([from_ase(a, dtype) for a in atoms])
@@ -155,6 +161,7 @@ def from_ase(atoms: Any, dtype: torch.dtype | None = None) -> AtomicGraph:
         np.asarray(atoms.get_pbc()),
         _ase_charge(atoms),
         _float_dtype(dtype),
+        atoms.get_initial_charges() if atoms.has("initial_charges") else None,
     )
 
 
@@ -180,6 +187,7 @@ def batch_graphs(graphs: Sequence[AtomicGraph]) -> AtomicGraph:
     offsets = np.cumsum([0] + [g.num_atoms for g in graphs[:-1]]).tolist()
     graph_offsets = np.cumsum([0] + [g.num_graphs for g in graphs[:-1]]).tolist()
     with_edges = all(g.edge_index is not None for g in graphs)
+    with_charges = all(g.partial_charges is not None for g in graphs)
     return AtomicGraph(
         positions=torch.cat([g.positions for g in graphs]),
         atomic_numbers=torch.cat([g.atomic_numbers for g in graphs]),
@@ -189,6 +197,7 @@ def batch_graphs(graphs: Sequence[AtomicGraph]) -> AtomicGraph:
         total_charge=torch.cat([g.total_charge for g in graphs]),
         edge_index=torch.cat([g.edge_index + o for g, o in zip(graphs, offsets)], dim=1) if with_edges else None,
         cell_shift=torch.cat([g.cell_shift for g in graphs]) if with_edges else None,
+        partial_charges=torch.cat([g.partial_charges for g in graphs]) if with_charges else None,  # type: ignore[misc]
     )
 
 
@@ -211,6 +220,11 @@ def check_graph(graph: AtomicGraph) -> None:
         )
     if not bool(torch.isfinite(graph.cell).all()):
         raise InputError("the cell contains NaN or inf: give finite lattice vectors")
+    if graph.partial_charges is not None:
+        if tuple(graph.partial_charges.shape) != (graph.num_atoms,):
+            raise InputError(f"partial charges have shape {tuple(graph.partial_charges.shape)}: give one charge per atom")
+        if not bool(torch.isfinite(graph.partial_charges).all()):
+            raise InputError("the partial (initial) charges contain NaN or inf: give finite per-atom charges")
     check_cells(graph.cell, graph.pbc)
 
 

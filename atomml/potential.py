@@ -1,20 +1,24 @@
 """The one wrapper that turns any architecture into a potential: energies, forces, stress.
 
-An architecture maps a graph to per-atom energies (see :class:`Architecture`). The wrapper
-adds the per-element reference energies and the energy scale/shift, sums per structure, and
-takes forces (-dE/dr) and stress ((1/V) dE/dε, ASE's sign, Voigt order) by autograd from a
-symmetric strain applied to positions and cell together.
+A potential is an architecture (graph -> :class:`~atomml.contract.ArchitectureOutput`) plus an
+ordered list of energy terms (:mod:`atomml.terms`). :meth:`Potential.energy` is the one core
+energy function, tensors in and energy per structure out, shared with :mod:`atomml.export`: edge
+vectors, the per-element reference energies and energy scale/shift, the terms and the sum per
+structure are written there once. :meth:`Potential.forward` checks the input, builds the
+neighbour list if needed, and takes forces (-dE/dr) and stress ((1/V) dE/dε, ASE's sign, Voigt
+order) by autograd from a symmetric strain applied to positions and cell together.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from . import keys
+from .contract import TermInputs, as_output
 from .errors import InputError
 from .graph import AtomicGraph, check_graph
 from .nn.scatter import scatter_sum
@@ -24,28 +28,19 @@ MIN_DISTANCE = 0.1  # Å; closer atoms are overlapping (a duplicated atom, a bro
 VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
 
 
-class Architecture(Protocol):
-    """What an architecture implements: per-atom energies (N,) in the model's own scale.
-
-    ``species`` (N,) are indices into the potential's element list; ``edge_index`` and
-    ``edge_vec`` (E, 3) (Å, r_j - r_i) hold only edges within the cutoff, as a full list.
-    """
-
-    def __call__(self, graph: AtomicGraph, species: Tensor, edge_index: Tensor, edge_vec: Tensor) -> Tensor: ...
-
-
 class Potential(nn.Module):
     """An architecture plus everything needed to give physical energies.
 
     Args:
-        model: the architecture (an ``nn.Module`` following :class:`Architecture`).
+        model: the architecture (an ``nn.Module`` following :class:`~atomml.contract.Architecture`).
         architecture: registered name of the architecture (used to rebuild it on load).
         hyperparameters: the builder arguments that rebuild ``model`` (JSON-serialisable).
         elements: atomic numbers the model knows; anything else is refused.
-        cutoff: interaction cutoff in Å.
+        cutoff: the architecture's interaction cutoff in Å.
         atomic_energies: reference energy per element (eV), added to each atom.
         energy_scale, energy_shift: per-atom energy = scale * model + shift + reference.
         metadata: free-form description saved with the potential (training data, ...).
+        terms: energy terms (:mod:`atomml.terms`) added to the architecture's energy, in order.
     """
 
     def __init__(
@@ -60,6 +55,7 @@ class Potential(nn.Module):
         energy_scale: float = 1.0,
         energy_shift: float = 0.0,
         metadata: Mapping[str, Any] | None = None,
+        terms: Sequence[nn.Module] = (),
     ):
         super().__init__()
         if len(set(elements)) != len(elements) or not all(1 <= int(z) <= MAX_Z for z in elements):
@@ -68,11 +64,18 @@ class Potential(nn.Module):
         self.architecture = architecture
         self.hyperparameters = dict(hyperparameters)
         self.elements = [int(z) for z in elements]
-        self.cutoff = float(cutoff)
+        self.architecture_cutoff = float(cutoff)
         self.metadata = dict(metadata or {})
+        self.terms = nn.ModuleList(terms)
+        for term in self.terms:
+            term.check_elements(self.elements)
+        term_cutoffs = [t.cutoff for t in self.terms if t.cutoff is not None]
+        # the neighbour list serves the architecture and every term that uses it
+        self.cutoff = max([self.architecture_cutoff, *term_cutoffs])
         lookup = torch.full((MAX_Z + 1,), -1, dtype=torch.long)
         lookup[torch.tensor(self.elements)] = torch.arange(len(self.elements))
         self.register_buffer("species_of_z", lookup, persistent=False)
+        self.register_buffer("z_of_species", torch.tensor(self.elements, dtype=torch.long), persistent=False)
         dtype = next(iter(model.parameters()), torch.empty(0)).dtype
         reference = torch.zeros(len(self.elements), dtype=dtype)
         for z, e in (atomic_energies or {}).items():
@@ -86,6 +89,11 @@ class Potential(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return self.atomic_energies.dtype
+
+    @property
+    def long_range(self) -> bool:
+        """True if a term reaches beyond every cutoff (e.g. Coulomb): the potential is not local."""
+        return any(bool(getattr(t, "long_range", False)) for t in self.terms)
 
     def species(self, atomic_numbers: Tensor) -> Tensor:
         """Indices into ``elements``; unknown elements raise :class:`InputError`."""
@@ -109,6 +117,51 @@ class Potential(nn.Module):
         dtype = raw.dtype
         return self.energy_scale.to(dtype) * raw + self.energy_shift.to(dtype) + self.atomic_energies.to(dtype)[species]
 
+    def energy(
+        self,
+        positions: Tensor,
+        species: Tensor,
+        batch: Tensor,
+        cell: Tensor,
+        pbc: Tensor,
+        total_charge: Tensor,
+        edge_index: Tensor,
+        cell_shift: Tensor,
+        num_graphs: int,
+        partial_charges: Tensor | None = None,
+        single_cell: bool = False,
+    ) -> tuple[Tensor, Tensor]:
+        """The core energy function: energy per structure (B,) and per atom (N,), in eV.
+
+        Tensors as in :class:`~atomml.graph.AtomicGraph` (``species`` indexes ``elements``);
+        ``edge_index``/``cell_shift`` hold a full neighbour list within ``self.cutoff``. No checks
+        and no data-dependent branches beyond the architecture's edge selection when a term
+        needs a longer cutoff, so that it compiles and exports. ``single_cell``: all edges use
+        ``cell[0]`` (one structure), a cheaper product than a per-edge cell.
+        """
+        edge_vec = edge_vectors(positions, cell, batch, edge_index, cell_shift, single_cell)
+        arch_index, arch_shift, arch_vec = edge_index, cell_shift, edge_vec
+        if self.cutoff > self.architecture_cutoff:
+            # a term reaches further than the architecture: give it only its own edges
+            keep = torch.nonzero(edge_vec.detach().norm(dim=1) < self.architecture_cutoff).squeeze(1)
+            arch_index, arch_shift, arch_vec = edge_index[:, keep], cell_shift[keep], edge_vec[keep]
+        atomic_numbers = self.z_of_species[species]
+        graph = AtomicGraph(positions=positions, atomic_numbers=atomic_numbers, batch=batch, cell=cell, pbc=pbc,
+                            total_charge=total_charge, edge_index=arch_index, cell_shift=arch_shift,
+                            partial_charges=partial_charges)  # fmt: skip
+        out = as_output(self.model(graph, species, arch_index, arch_vec))
+        energies = self.atom_energies(out.energies, species)
+        if len(self.terms):
+            inputs = TermInputs(
+                positions=positions, atomic_numbers=atomic_numbers, species=species, batch=batch,
+                cell=cell, pbc=pbc, total_charge=total_charge, partial_charges=partial_charges,
+                edge_index=edge_index, edge_vec=edge_vec, num_graphs=num_graphs,
+                node_features=out.node_features, charges=out.charges,
+            )  # fmt: skip
+            for term in self.terms:
+                energies = energies + term(inputs).to(energies.dtype)
+        return scatter_sum(energies, batch, num_graphs), energies
+
     def forward(
         self,
         graph: AtomicGraph,
@@ -131,11 +184,12 @@ class Potential(nn.Module):
         cell = graph.cell.to(dtype)
         edge_index, cell_shift = graph.edge_index, graph.cell_shift
         assert edge_index is not None and cell_shift is not None
+        single_cell = graph.num_graphs == 1
 
         # Edges beyond the cutoff (a neighbour list built with a skin) are dropped here, once,
         # so that no architecture spends time on them.
         with torch.no_grad():
-            vec = _edge_vectors(positions, cell, graph.batch, edge_index, cell_shift)
+            vec = edge_vectors(positions, cell, graph.batch, edge_index, cell_shift, single_cell)
             length = vec.norm(dim=1)
             if length.numel() and float(length.min()) < MIN_DISTANCE:
                 k = int(length.argmin())
@@ -163,11 +217,11 @@ class Potential(nn.Module):
             positions = positions + torch.bmm(positions.unsqueeze(1), symmetric[graph.batch]).squeeze(1)
             cell = cell + torch.bmm(cell, symmetric)
 
-        edge_vec = _edge_vectors(positions, cell, graph.batch, edge_index, cell_shift)
-        model_graph = graph.replace(positions=positions, cell=cell, edge_index=edge_index, cell_shift=cell_shift)
-        raw = self.model(model_graph, species, edge_index, edge_vec)
-        energies = self.atom_energies(raw, species)
-        energy = scatter_sum(energies, graph.batch, num_graphs)
+        charges = None if graph.partial_charges is None else graph.partial_charges.to(dtype)
+        energy, energies = self.energy(
+            positions, species, graph.batch, cell, graph.pbc, graph.total_charge.to(dtype), edge_index, cell_shift,
+            num_graphs, partial_charges=charges, single_cell=single_cell,
+        )  # fmt: skip
         out = {keys.ENERGY: energy, keys.ENERGIES: energies}
         if grad_inputs:
             grads = torch.autograd.grad(
@@ -182,14 +236,14 @@ class Potential(nn.Module):
         return out
 
 
-def _edge_vectors(positions: Tensor, cell: Tensor, batch: Tensor, edge_index: Tensor, cell_shift: Tensor) -> Tensor:
-    """r_ij = r_j - r_i + S @ cell[batch[i]] (Å)."""
+def edge_vectors(
+    positions: Tensor, cell: Tensor, batch: Tensor, edge_index: Tensor, cell_shift: Tensor, single_cell: bool = False
+) -> Tensor:
+    """r_ij = r_j - r_i + S @ cell[batch[i]] (Å); ``single_cell``: every edge uses ``cell[0]``."""
     i, j = edge_index[0], edge_index[1]
     vec = positions[j] - positions[i]
-    if cell_shift.numel():
-        shift = cell_shift.to(positions.dtype)
-        if cell.shape[0] == 1:
-            vec = vec + shift @ cell[0]
-        else:
-            vec = vec + torch.bmm(shift.unsqueeze(1), cell[batch[i]]).squeeze(1)
-    return vec
+    shift = cell_shift.to(positions.dtype)
+    if single_cell:
+        return vec + shift @ cell[0]
+    return vec + torch.bmm(shift.unsqueeze(1), cell[batch[i]]).squeeze(1)
+

@@ -2,9 +2,15 @@
 
 Layout: a safetensors file whose string metadata holds ``format`` ("atomml-potential"),
 ``format_version`` and ``header`` (JSON: architecture, hyperparameters, elements, cutoff,
-units, atomic reference energies, energy scale/shift, training-data description, checksum of
-the weights). Loading reads the header, rebuilds the architecture from the registry and loads
-plain tensors: no code from the file is ever executed (no pickle).
+units, atomic reference energies, energy scale/shift, energy terms, training-data description,
+checksum of the weights). Loading reads the header, rebuilds the architecture and the energy
+terms from their registries (:mod:`atomml.plugins`) by name and loads plain tensors: no code
+from the file is ever executed (no pickle), and a name that no installed package registers is
+an error.
+
+Format versions: 1, the architecture alone; 2 adds ``energy_terms``, a list of
+``{"name", "config"}`` (:mod:`atomml.terms`) whose tensors are stored as ``terms.<k>.*``. A
+potential without terms is written as version 1, which every atomml release reads.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from .potential import Potential
 from .resources import resource_folder
 
 FORMAT = "atomml-potential"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest version this atomml reads and writes
 SUFFIX = ".safetensors"
 
 
@@ -48,7 +54,10 @@ def save_potential(potential: Potential, path: str | os.PathLike[str]) -> Path:
     path = Path(path)
     if path.suffix != SUFFIX:
         path = path.with_name(path.name + SUFFIX)
+    from .terms import spec
+
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in potential.state_dict().items()}
+    terms = [spec(term) for term in potential.terms]
     header = {
         "architecture": potential.architecture,
         "hyperparameters": potential.hyperparameters,
@@ -60,6 +69,7 @@ def save_potential(potential: Potential, path: str | os.PathLike[str]) -> Path:
         },
         "energy_scale": float(potential.energy_scale),
         "energy_shift": float(potential.energy_shift),
+        "energy_terms": terms,
         "dtype": str(potential.dtype).replace("torch.", ""),
         "metadata": potential.metadata,
         "atomml_version": __version__,
@@ -67,7 +77,7 @@ def save_potential(potential: Potential, path: str | os.PathLike[str]) -> Path:
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     with replacing(path) as tmp:  # never leave a half-written file under the real name
-        save_file(tensors, str(tmp), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION), "header": json.dumps(header)})
+        save_file(tensors, str(tmp), metadata={"format": FORMAT, "format_version": str(2 if terms else 1), "header": json.dumps(header)})
     os.chmod(path, 0o644)  # safetensors creates files readable by the owner only
     return path
 
@@ -121,7 +131,15 @@ def read_header(path_or_name: str | os.PathLike[str]) -> dict[str, Any]:
             f"this atomml reads versions up to {FORMAT_VERSION}. Upgrade atomml to load it."
         )
     header["format_version"] = version
+    header.setdefault("energy_terms", [])
     return header
+
+
+def is_long_range(header: dict[str, Any]) -> bool:
+    """Whether the potential a header describes has a long-range energy term (e.g. Coulomb)."""
+    from .terms import is_long_range as term_is_long_range
+
+    return any(term_is_long_range(entry["name"]) for entry in header.get("energy_terms", []))
 
 
 def load_potential(
@@ -134,6 +152,7 @@ def load_potential(
     from safetensors.torch import load_file
 
     from .models import create
+    from .terms import from_spec
 
     path = resolve(path_or_name)
     header = read_header(path)
@@ -150,11 +169,14 @@ def load_potential(
             energy_scale=header["energy_scale"],
             energy_shift=header["energy_shift"],
             metadata=header.get("metadata"),
+            terms=[from_spec(entry) for entry in header["energy_terms"]],
             **header["hyperparameters"],
         )
         # in the stored dtype before loading: float64 weights loaded into float32 would be rounded
         potential.to(getattr(torch, header.get("dtype", "float32")))
         potential.load_state_dict(tensors, strict=True)
+    except ImportError as exc:  # a plugin package that names this architecture or term is broken
+        raise PotentialFileError(f"{path}: {exc}") from exc
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise PotentialFileError(f"{path}: the header and weights do not describe a valid potential ({exc})") from exc
     stored = getattr(torch, header.get("dtype", "float32"))

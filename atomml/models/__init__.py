@@ -1,38 +1,56 @@
 """Architectures and the one public way to build them: ``create(name, **hyperparameters)``.
 
-Each architecture registers a typed config (a frozen dataclass whose fields are its
-hyperparameters, ``elements`` and ``cutoff`` among them) and a module class built from it.
+Each architecture is a module class with a ``config_cls``: a frozen dataclass whose fields are
+its hyperparameters (``elements`` and ``cutoff`` among them) and whose ``tiny(elements)``
+classmethod gives a small preset for tests. It is built as ``cls(config)`` and maps a graph to an
+:class:`~atomml.contract.ArchitectureOutput`. atomml's own register here; other packages add
+theirs through the ``atomml.architectures`` entry point (:mod:`atomml.plugins`), and
+``load_potential`` rebuilds them by name.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from torch import nn
 
+from ..plugins import Registry
 from ..potential import Potential
 from .schnet import SchNet, SchNetConfig
 from .tensornet import TensorNet, TensorNetConfig
 
-ARCHITECTURES: dict[str, tuple[type, type[nn.Module]]] = {
-    "schnet": (SchNetConfig, SchNet),
-    "tensornet": (TensorNetConfig, TensorNet),
-}
+ARCHITECTURES: Registry[Any] = Registry("atomml.architectures", "architecture")
 
 
 def register(name: str, config_cls: type, model_cls: type[nn.Module]) -> None:
     """Add an architecture: ``config_cls`` is a dataclass with ``elements`` and ``cutoff``."""
-    ARCHITECTURES[name] = (config_cls, model_cls)
+    if not dataclasses.is_dataclass(config_cls):
+        raise TypeError(f"architecture {name!r}: the config class {config_cls.__name__} must be a dataclass")
+    ARCHITECTURES.register(name, (config_cls, model_cls))
+
+
+def lookup(name: str) -> tuple[type, type[nn.Module]]:
+    """(config class, module class) of a registered architecture (entry points included)."""
+    item = ARCHITECTURES.get(name)
+    if isinstance(item, tuple):
+        return item
+    # an entry point names the module class, which carries its config class
+    config_cls = getattr(item, "config_cls", None)
+    if not dataclasses.is_dataclass(config_cls):
+        raise TypeError(f"architecture {name!r}: {item!r} has no dataclass 'config_cls' attribute")
+    return config_cls, item
+
+
+def available() -> list[str]:
+    """Names of the registered architectures (atomml's and installed plugins')."""
+    return ARCHITECTURES.names()
 
 
 def build_config(name: str, hyperparameters: Mapping[str, Any]) -> Any:
     """The typed config of architecture ``name``; unknown or missing names are errors."""
-    try:
-        config_cls, _ = ARCHITECTURES[name]
-    except KeyError:
-        raise ValueError(f"unknown architecture {name!r}; available: {sorted(ARCHITECTURES)}") from None
+    config_cls, _ = lookup(name)
     fields = {f.name: f for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(hyperparameters) - set(fields))
     if unknown:
@@ -46,6 +64,28 @@ def build_config(name: str, hyperparameters: Mapping[str, Any]) -> Any:
     return config_cls(**values)
 
 
+def tiny_hyperparameters(name: str, elements: Sequence[int | str]) -> dict[str, Any]:
+    """The hyperparameters of architecture ``name``'s ``tiny`` preset (small, fast: tests)."""
+    config_cls, _ = lookup(name)
+    config = config_cls.tiny(tuple(elements))
+    return {k: v for k, v in dataclasses.asdict(config).items() if k != "elements"}
+
+
+def _terms(terms: Sequence[Any]) -> list[nn.Module]:
+    from ..terms import create_term
+
+    built = []
+    for term in terms:
+        if isinstance(term, nn.Module):
+            built.append(term)
+        elif isinstance(term, Mapping):
+            settings = dict(term)
+            built.append(create_term(settings.pop("name"), **settings.pop("config", {}), **settings))
+        else:
+            raise TypeError(f"an energy term is a module or a mapping with a 'name', got {term!r}")
+    return built
+
+
 def create(
     name: str,
     *,
@@ -53,14 +93,17 @@ def create(
     energy_scale: float = 1.0,
     energy_shift: float = 0.0,
     metadata: Mapping[str, Any] | None = None,
+    terms: Sequence[Any] = (),
     **hyperparameters: Any,
 ) -> Potential:
     """Build a potential with freshly initialised weights.
 
-    Example: ``create("schnet", elements=["H", "C", "O"], cutoff=5.0, n_interactions=3)``.
+    Example: ``create("schnet", elements=["H", "C", "O"], cutoff=5.0, n_interactions=3,
+    terms=[{"name": "zbl", "cutoff": 2.0}])``. ``terms`` are energy terms (:mod:`atomml.terms`):
+    modules, or mappings with the registered ``name`` and the term's settings.
     """
     config = build_config(name, hyperparameters)
-    _, model_cls = ARCHITECTURES[name]
+    _, model_cls = lookup(name)
     hp = dataclasses.asdict(config)
     hp["elements"] = list(config.elements)
     return Potential(
@@ -73,7 +116,23 @@ def create(
         energy_scale=energy_scale,
         energy_shift=energy_shift,
         metadata=metadata,
+        terms=_terms(terms),
     )
 
 
-__all__ = ["ARCHITECTURES", "create", "register", "build_config", "SchNet", "SchNetConfig", "TensorNet", "TensorNetConfig"]
+register("schnet", SchNetConfig, SchNet)
+register("tensornet", TensorNetConfig, TensorNet)
+
+__all__ = [
+    "ARCHITECTURES",
+    "SchNet",
+    "SchNetConfig",
+    "TensorNet",
+    "TensorNetConfig",
+    "available",
+    "build_config",
+    "create",
+    "lookup",
+    "register",
+    "tiny_hyperparameters",
+]

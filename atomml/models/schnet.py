@@ -20,6 +20,7 @@ import dataclasses
 
 from torch import Tensor, nn
 
+from ..contract import ArchitectureOutput
 from ..graph import AtomicGraph
 from ..nn.activations import ShiftedSoftplus
 from ..nn.radial import CosineCutoff, GaussianRBF
@@ -37,6 +38,11 @@ class SchNetConfig:
     n_interactions: int = 6
     n_rbf: int = 20
     shared_interactions: bool = False
+
+    @classmethod
+    def tiny(cls, elements: tuple[int, ...]) -> SchNetConfig:
+        """A small model for tests: 16 features, 2 interactions, 3.5 Å."""
+        return cls(elements=tuple(elements), cutoff=3.5, n_atom_basis=16, n_filters=16, n_interactions=2, n_rbf=8)
 
 
 def _dense(n_in: int, n_out: int, bias: bool = True) -> nn.Linear:
@@ -64,6 +70,8 @@ class SchNetInteraction(nn.Module):
 
 
 class SchNet(nn.Module):
+    config_cls = SchNetConfig
+
     def __init__(self, config: SchNetConfig):
         super().__init__()
         self.config = config
@@ -77,7 +85,7 @@ class SchNet(nn.Module):
         half = config.n_atom_basis // 2
         self.readout = nn.Sequential(_dense(config.n_atom_basis, half), ShiftedSoftplus(), _dense(half, 1))
 
-    def forward(self, graph: AtomicGraph, species: Tensor, edge_index: Tensor, edge_vec: Tensor) -> Tensor:
+    def forward(self, graph: AtomicGraph, species: Tensor, edge_index: Tensor, edge_vec: Tensor) -> ArchitectureOutput:
         assert graph.cell_shift is not None
         i, j, vec, both_ways = pair_list(edge_index, edge_vec, graph.cell_shift)
         d = vec.norm(dim=1)
@@ -87,4 +95,4 @@ class SchNet(nn.Module):
         for k in range(self.config.n_interactions):
             interaction = self.interactions[0 if self.config.shared_interactions else k]
             x = x + interaction(x, rbf, envelope, i, j, both_ways)
-        return self.readout(x).squeeze(-1)
+        return ArchitectureOutput(self.readout(x).squeeze(-1), node_features=x)

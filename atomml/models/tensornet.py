@@ -42,6 +42,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..contract import ArchitectureOutput
 from ..graph import AtomicGraph
 from ..nn.activations import ShiftedSoftplus
 from ..nn.pairs import directional_pair_sum, pair_convolution, pair_list
@@ -83,6 +84,11 @@ class TensorNetConfig:
             raise ValueError(f"tensornet: group must be one of {GROUPS}, got {self.group!r}")
         if not 0.0 <= self.cutoff_lower < self.cutoff:
             raise ValueError(f"tensornet: need 0 <= cutoff_lower < cutoff, got {self.cutoff_lower}, {self.cutoff}")
+
+    @classmethod
+    def tiny(cls, elements: tuple[int, ...]) -> TensorNetConfig:
+        """A small model for tests: 16 channels, 2 layers, 3.5 Å."""
+        return cls(elements=tuple(elements), cutoff=3.5, hidden_channels=16, num_layers=2, num_rbf=8)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,6 +269,8 @@ class Interaction(nn.Module):
 
 
 class TensorNet(nn.Module):
+    config_cls = TensorNetConfig
+
     def __init__(self, config: TensorNetConfig):
         super().__init__()
         self.config = config
@@ -276,7 +284,7 @@ class TensorNet(nn.Module):
         self.act = act()
         self.head = _mlp([f] + [f // 2] * (config.head_hidden_layers + 1) + [1], act, last_act=False)
 
-    def forward(self, graph: AtomicGraph, species: Tensor, edge_index: Tensor, edge_vec: Tensor) -> Tensor:
+    def forward(self, graph: AtomicGraph, species: Tensor, edge_index: Tensor, edge_vec: Tensor) -> ArchitectureOutput:
         assert graph.cell_shift is not None
         cfg = self.config
         i, j, vec, both_ways = pair_list(edge_index, edge_vec, graph.cell_shift)
@@ -294,94 +302,21 @@ class TensorNet(nn.Module):
             x = layer(x, i, j, rbf, envelope, rbf0, envelope0, charge_factor, both_ways)
         features = torch.cat(squared_norms(*x), dim=-1)
         features = self.act(self.linear(self.out_norm(features)))
-        return self.head(features).squeeze(-1)
+        return ArchitectureOutput(self.head(features).squeeze(-1), node_features=features)
 
 
-def from_torchmdnet(model: Any, elements: Any = None):
-    """An atomml potential with the weights of a torchmd-net ``TorchMD_Net`` TensorNet model.
+def __getattr__(name: str) -> Any:
+    # from_torchmdnet lived here; it moved next to the other converters. Imported by name at
+    # first access (not at import): the converter imports this module.
+    if name == "from_torchmdnet":
+        import importlib
+        import warnings
 
-    ``elements`` (atomic numbers or symbols) restricts the elements the potential accepts;
-    by default every element the torchmd-net embedding has (1 .. max_z - 1, up to 118).
-    The model's ``std`` becomes the energy scale and an ``Atomref`` prior the per-element
-    reference energies. A non-zero ``mean`` (a per-structure constant, not size-extensive)
-    and other priors are refused with an explanation.
-    """
-    from . import create
-
-    rep = model.representation_model
-    if type(rep).__name__ != "TensorNet":
-        raise TypeError(f"from_torchmdnet: expected a TorchMD_Net with a TensorNet representation, got {type(rep).__name__}")
-    if type(rep.distance_expansion).__name__ != "ExpNormalSmearing":
-        raise ValueError("from_torchmdnet: only the 'expnorm' radial basis (TensorNet's default) is supported")
-    act_names = {v: k for k, v in ACTIVATIONS.items()}
-    act = act_names.get(type(rep.tensor_embedding.act))
-    if act is None:
-        raise ValueError(f"from_torchmdnet: activation {type(rep.tensor_embedding.act).__name__} is not supported")
-    head = model.output_model
-    if type(head).__name__ != "Scalar" or head.reduce_op != "sum":
-        raise ValueError("from_torchmdnet: only the 'Scalar' output model with reduce_op 'sum' is supported")
-    if float(model.mean) != 0.0:
-        raise ValueError(
-            f"from_torchmdnet: the model adds a per-structure mean ({float(model.mean)}), which is not "
-            "size-extensive and has no atomml equivalent; fold it into per-element reference energies"
+        warnings.warn(
+            "atomml.models.tensornet.from_torchmdnet moved to atomml.convert.torchmdnet.from_torchmdnet; "
+            "the old name goes in the next release",
+            DeprecationWarning,
+            stacklevel=2,
         )
-    atomref = None
-    for prior in model.prior_model or []:
-        if type(prior).__name__ != "Atomref":
-            raise ValueError(f"from_torchmdnet: prior {type(prior).__name__} is not supported (only Atomref)")
-        atomref = prior.atomref.weight.detach().double().squeeze(-1)
-
-    max_z = rep.tensor_embedding.emb.num_embeddings
-    if elements is None:
-        elements = list(range(1, min(max_z, 119)))
-    from ase.data import atomic_numbers
-
-    elements = [int(atomic_numbers[e]) if isinstance(e, str) else int(e) for e in elements]
-    if max(elements) >= max_z:
-        raise ValueError(f"from_torchmdnet: the model embeds Z < {max_z}, elements {elements} go beyond")
-    n_head_linear = sum(isinstance(m, nn.Linear) for m in head.output_network.layers)
-    potential = create(
-        "tensornet",
-        elements=elements,
-        cutoff=float(rep.cutoff_upper),
-        cutoff_lower=float(rep.cutoff_lower),
-        hidden_channels=rep.hidden_channels,
-        num_layers=rep.num_layers,
-        num_rbf=rep.num_rbf,
-        activation=act,
-        group=rep.equivariance_invariance_group,
-        trainable_rbf=isinstance(rep.distance_expansion.means, nn.Parameter),
-        head_hidden_layers=n_head_linear - 2,
-        energy_scale=float(model.std),
-        atomic_energies=None if atomref is None else {z: float(atomref[z]) for z in elements if z < len(atomref)},
-        metadata={"converted_from": "torchmd-net TensorNet"},
-    )
-    ours = potential.model
-    src = rep.state_dict()
-    dtype = next(rep.parameters()).dtype
-    potential.to(dtype)
-    emb = src["tensor_embedding.emb.weight"][torch.tensor(elements)]
-    state = {
-        "distance_expansion.means": src["distance_expansion.means"],
-        "distance_expansion.betas": src["distance_expansion.betas"],
-        "tensor_embedding.distance_proj.weight": torch.cat(
-            [src[f"tensor_embedding.distance_proj{k}.weight"] for k in (1, 2, 3)]
-        ),
-        "tensor_embedding.distance_proj.bias": torch.cat([src[f"tensor_embedding.distance_proj{k}.bias"] for k in (1, 2, 3)]),
-        "tensor_embedding.emb.weight": emb,
-    }
-    for name in list(ours.state_dict()):
-        if name in state:
-            continue
-        if name.startswith("tensor_embedding.linears_scalar."):  # Sequential (linear, act, ...)
-            k, leaf = name.split(".")[2:]
-            state[name] = src[f"tensor_embedding.linears_scalar.{int(k) // 2}.{leaf}"]
-        elif name.startswith("layers.") and ".linears_scalar." in name:
-            layer, _, k, leaf = name.split(".")[1:]
-            state[name] = src[f"layers.{layer}.linears_scalar.{int(k) // 2}.{leaf}"]
-        elif name.startswith("head."):
-            state[name] = head.output_network.layers.state_dict()[name[len("head.") :]]
-        else:
-            state[name] = src[name]
-    ours.load_state_dict(state)
-    return potential
+        return importlib.import_module("atomml.convert.torchmdnet").from_torchmdnet
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

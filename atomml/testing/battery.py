@@ -1,19 +1,22 @@
 """The physics test battery every atomml potential must pass.
 
 Each ``check_*`` function takes a :class:`~atomml.potential.Potential` (and structures where
-relevant), runs the check and raises ``AssertionError`` with a message saying what broke.
-New architectures get the whole battery by parametrising ``tests/test_battery.py`` over them.
+relevant), runs the check and raises ``AssertionError`` with a message saying what broke. None
+needs pytest: a plugin's own test suite, or a plain script, can call them. Every registered
+architecture gets the whole battery (``tests/test_battery.py`` loops over the registry);
+layers are checked on their own with :func:`atomml.testing.check_equivariant`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from ase import Atoms
 
@@ -25,6 +28,18 @@ from .structures import random_rotation
 
 # (rtol, atol) for energies and forces, per dtype
 TOLERANCES = {torch.float64: (1e-9, 1e-9), torch.float32: (1e-4, 2e-4)}
+
+
+@contextlib.contextmanager
+def _raises(kind: type[Exception], match: str) -> Iterator[None]:
+    """Like ``pytest.raises``, without pytest."""
+    try:
+        yield
+    except kind as exc:
+        if not re.search(match, str(exc)):
+            raise AssertionError(f"{kind.__name__} raised, but its message does not say {match!r}: {exc}") from exc
+    else:
+        raise AssertionError(f"no {kind.__name__} raised (expected one saying {match!r})")
 
 
 def _evaluate(potential: Potential, atoms: Atoms | Sequence[Atoms], stress: bool = False) -> dict[str, np.ndarray]:
@@ -167,7 +182,7 @@ def check_nve_conservation(potential: Potential, atoms: Atoms, steps: int = 200,
     from ase.md.verlet import VelocityVerlet
 
     from .. import units
-    from ..calculator import AtomMLCalculator
+    from ..interfaces.ase import AtomMLCalculator
 
     atoms = atoms.copy()
     atoms.calc = AtomMLCalculator(potential, dtype=potential.dtype, skin=0.5)
@@ -191,30 +206,86 @@ def check_bad_inputs(potential: Potential, atoms: Atoms) -> None:
     unknown = next(z for z in range(1, 119) if z not in potential.elements)
     bad = atoms.copy()
     bad.numbers[0] = unknown
-    with pytest.raises(InputError, match="does not know element"):
+    with _raises(InputError, match="does not know element"):
         _evaluate(potential, bad)
     bad = atoms.copy()
     bad.positions[1] = bad.positions[0]
-    with pytest.raises(InputError, match="overlapping"):
+    with _raises(InputError, match="overlapping"):
         _evaluate(potential, bad)
     bad = atoms.copy()
     bad.positions[0, 1] = np.nan
-    with pytest.raises(InputError, match="non-finite"):
+    with _raises(InputError, match="non-finite"):
         _evaluate(potential, bad)
     bad = atoms.copy()
     bad.pbc = True
     bad.cell = [[4.0, 0, 0], [8.0, 0, 0], [0, 0, 4.0]]
-    with pytest.raises(InputError, match="singular"):
+    with _raises(InputError, match="singular"):
         _evaluate(potential, bad)
-    with pytest.raises(InputError, match="no atoms"):
+    with _raises(InputError, match="no atoms"):
         _evaluate(potential, Atoms())
     with tempfile.TemporaryDirectory() as tmp:
         path = save_potential(potential, Path(tmp) / "p.safetensors")
         data = bytearray(path.read_bytes())
         (Path(tmp) / "truncated.safetensors").write_bytes(bytes(data[: len(data) // 2]))
-        with pytest.raises(PotentialFileError, match="damaged"):
+        with _raises(PotentialFileError, match="damaged"):
             load_potential(Path(tmp) / "truncated.safetensors")
         data[-5] ^= 0xFF  # flip bits inside the weights
         (Path(tmp) / "flipped.safetensors").write_bytes(bytes(data))
-        with pytest.raises(PotentialFileError, match="damaged"):
+        with _raises(PotentialFileError, match="damaged"):
             load_potential(Path(tmp) / "flipped.safetensors")
+
+
+def _neutral(atoms: Atoms) -> Atoms:
+    """A copy with zero partial charges, for potentials whose terms need charges."""
+    atoms = atoms.copy()
+    atoms.set_initial_charges(np.zeros(len(atoms)))
+    return atoms
+
+
+def check_isolated_atoms(potential: Potential) -> None:
+    """A lone atom of each element: no force, the same energy wherever it is, alone or inside
+    a large periodic cell (no image within the cutoff), and lone atoms far apart add up."""
+    far = potential.cutoff + 1.0
+    singles = []
+    for k, z in enumerate(potential.elements):
+        alone = _evaluate(potential, _neutral(Atoms(numbers=[z], positions=[[0.3, -1.1, 2.0]])))
+        energy = float(alone[keys.ENERGY][0])
+        assert math.isfinite(energy), f"element Z={z}: isolated-atom energy is {energy}"
+        assert float(np.abs(alone[keys.FORCES]).max()) == 0.0, f"element Z={z}: a lone atom feels a force"
+        moved = _evaluate(potential, _neutral(Atoms(numbers=[z], positions=[[-7.0, 3.5, 11.0]])))
+        _close(moved[keys.ENERGY], alone[keys.ENERGY], potential.dtype, f"element Z={z}: isolated-atom energy depends on position")
+        if not potential.long_range:
+            boxed = Atoms(numbers=[z], positions=[[1.0, 2.0, 3.0]], cell=np.eye(3) * far, pbc=True)
+            periodic = _evaluate(potential, _neutral(boxed))
+            _close(periodic[keys.ENERGY], alone[keys.ENERGY], potential.dtype,
+                   f"element Z={z}: a lone atom in a periodic cell of {far:.1f} Å (no image within the cutoff) "
+                   "has another energy than in vacuum")  # fmt: skip
+        singles.append(energy)
+    n = len(potential.elements)
+    spread = Atoms(numbers=potential.elements, positions=np.arange(n)[:, None] * np.array([[far * 10, 0.0, 0.0]]))
+    together = _evaluate(potential, _neutral(spread))
+    _close(together[keys.ENERGY], np.array([sum(singles)]), potential.dtype, "lone atoms far apart do not add up", n)
+
+
+def check_fragment_additivity(potential: Potential, first: Atoms, second: Atoms, separation: float | None = None) -> None:
+    """Two non-periodic fragments far apart: E(A + B) = E(A) + E(B) and each keeps its forces.
+
+    ``separation`` (Å) is the smallest distance between the fragments: by default 1 Å beyond the
+    cutoff, or 10⁴ Å for a long-range potential (give neutral fragments then: charges interact
+    at any distance; a dipole pair at 10⁴ Å is below 1e-9 eV).
+    """
+    if first.pbc.any() or second.pbc.any():
+        raise ValueError("check_fragment_additivity takes non-periodic fragments")
+    if separation is None:
+        separation = 1e4 if potential.long_range else potential.cutoff + 1.0
+    a, b = first.copy(), second.copy()
+    b.positions += (a.positions[:, 0].max() - b.positions[:, 0].min() + separation) * np.array([1.0, 0.0, 0.0])
+    combined = a + b
+    combined.info["charge"] = float(a.info.get("charge", 0.0)) + float(b.info.get("charge", 0.0))
+    together, alone_a, alone_b = _evaluate(potential, combined), _evaluate(potential, a), _evaluate(potential, b)
+    n = len(combined)
+    scale = max(1.0, float(np.abs(together[keys.FORCES]).max()))
+    _close(together[keys.ENERGY], alone_a[keys.ENERGY] + alone_b[keys.ENERGY], potential.dtype,
+           f"fragments {separation:g} Å apart do not add up", n)  # fmt: skip
+    forces = np.concatenate([alone_a[keys.FORCES], alone_b[keys.FORCES]])
+    _close(together[keys.FORCES], forces, potential.dtype, f"fragments {separation:g} Å apart change each other's forces", scale)
