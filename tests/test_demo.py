@@ -50,3 +50,15 @@ def test_shipped_potentials_have_cards_and_test_errors(name):
     for values in metrics.values():
         # every test error in the header is quoted in the card (rounded to 0.1)
         assert f"{values['force_mae_meV_per_A']:.1f}" in card
+
+
+def test_demo_potential_was_trained_from_its_preset():
+    from atomml.resources import resource_folder
+    from atomml.training import TrainConfig
+
+    preset = TrainConfig.from_yaml(resource_folder("potentials") / "schnet-cu-emt-demo.yaml")
+    stored = atomml.load_potential("schnet-cu-emt-demo").metadata["training_config"]
+    for key in ("architecture", "hyperparameters", "name", "split_by", "valid_fraction", "test_fraction", "energy_weight",
+                "forces_weight", "lr", "batch_size", "seed"):  # fmt: skip
+        assert stored[key] == getattr(preset, key), key
+    assert stored["train"].endswith("cu_emt.extxyz")
