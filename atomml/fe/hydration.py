@@ -96,7 +96,10 @@ def leg_system(setup: Any, protocol: HydrationProtocol, solvent: bool) -> tuple[
         constraints=app.HBonds, rigidWater=True, hydrogenMass=protocol.hydrogen_mass_amu * unit.amu,
     )  # fmt: skip
     if solvent:
-        system.addForce(openmm.MonteCarloBarostat(1 * unit.bar, protocol.temperature * unit.kelvin))
+        barostat = openmm.MonteCarloBarostat(1 * unit.bar, protocol.temperature * unit.kelvin)
+        # OpenMM's default seed 0 draws a new one for every Context: a rerun would differ
+        barostat.setRandomNumberSeed(protocol.seed + 7907)
+        system.addForce(barostat)
         # NPT sampling, but u_kn is evaluated without pV: the volume changes with the state only
         # through the solute, whose pV difference is negligible next to kT at 1 bar
     return system, inpcrd.positions, inpcrd.boxVectors if solvent else None

@@ -161,9 +161,12 @@ def end_state_correction(
     path: EndStateProtocol | None = None,
     progress: bool = True,
     platform: str | None = None,
+    device: str | None = None,
 ) -> dict:
     """ΔΔG(MM→ML) of hydration for ``smiles`` with atomml ``potential``; resumable. The summary
-    is returned and written to ``folder/ml_correction.json``."""
+    is returned and written to ``folder/ml_correction.json``. ``platform``: the OpenMM
+    platform (default: the fastest); ``device``: the ML solute's torch device (default: CUDA if
+    there is one)."""
     for leg in ("solvent", "vacuum"):
-        run_ml_leg(smiles, potential, folder, leg, protocol, path, platform=platform, progress=progress)
+        run_ml_leg(smiles, potential, folder, leg, protocol, path, platform=platform, progress=progress, device=device)
     return summarise_ml(smiles, potential, folder, protocol, path)
