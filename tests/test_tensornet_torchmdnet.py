@@ -19,18 +19,19 @@ import torch
 import atomml
 from atomml import testing
 from atomml.graph import batch_graphs
-from atomml.models.tensornet import from_torchmdnet
+from atomml.convert.torchmdnet import from_torchmdnet
 
 pytest.importorskip("torchmdnet")
 from torchmdnet.models import tensornet as tmd_tensornet  # noqa: E402
 from torchmdnet.models.model import create_model  # noqa: E402
-from torchmdnet.priors import Atomref  # noqa: E402
+from torchmdnet.priors import D2, ZBL, Atomref, Coulomb  # noqa: E402
 
 ELEMENTS = [1, 6, 7, 8, 9, 16, 17]
 CUTOFF = 4.0
 
 
-def torchmdnet_tensornet(group: str = "O(3)", seed: int = 0, atomref: bool = False, std: float = 1.0, **overrides):
+def torchmdnet_tensornet(group: str = "O(3)", seed: int = 0, atomref: bool = False, std: float = 1.0, prior_list=None,
+                         **overrides):  # fmt: skip
     """A float64 torchmd-net TensorNet (energy + forces), weights randomised away from the
     initial values (identity layer norms, zero biases would hide mistakes)."""
     args = dict(
@@ -45,7 +46,7 @@ def torchmdnet_tensornet(group: str = "O(3)", seed: int = 0, atomref: bool = Fal
     if atomref:
         prior = Atomref(max_z=20)
         prior.atomref.weight.data.copy_(torch.randn(20, 1))
-    model = create_model(args, prior_model=prior, std=torch.tensor(std))
+    model = create_model(args, prior_model=prior_list or prior, std=torch.tensor(std))
     with torch.no_grad():
         for p in model.representation_model.parameters():
             p.add_(0.2 * torch.randn_like(p))
@@ -170,3 +171,54 @@ def test_converted_potential_saves_and_loads(tmp_path):
     loaded = atomml.load_potential(path).to(torch.float64)
     atoms = molecules([10], seed=2)
     assert_same(run_atomml(loaded, atoms), run_atomml(potential, atoms), 1e-12)
+
+
+def test_model_from_torchmdnet_default_training_arguments(monkeypatch):
+    """torchmd-net's training script defaults (256 channels, 6 layers, --reduce-op add: an alias
+    of sum in its scatter), as a user who trains with them gets."""
+    from torchmdnet.scripts.train import get_argparse
+
+    args = vars(get_argparse().parse_args(["--model", "tensornet", "--derivative", "true"]))
+    assert args["reduce_op"] == "add"
+    torch.manual_seed(0)
+    model = reference(create_model(args).double(), monkeypatch)
+    potential = from_torchmdnet(model, elements=ELEMENTS)
+    assert_same(run_atomml(potential, molecules([6, 11], seed=4)), run_torchmdnet(model, molecules([6, 11], seed=4)), 1e-9)
+
+
+def test_priors_convert_to_energy_terms(monkeypatch):
+    """ZBL, D2, Coulomb and Atomref priors (data in Å and eV) become atomml's terms and
+    references: same energies and forces. torchmd-net's Coulomb prior is 10x the physical energy
+    for data in Å; the converted potential reproduces the model as trained, and says so."""
+    ev = 1.602176634e-19
+    prior_model = [
+        ZBL(2.5, 64, atomic_number=list(range(20)), distance_scale=1e-10, energy_scale=ev),
+        D2(6.0, 64, atomic_number=list(range(20)), distance_scale=1e-10, energy_scale=ev, dtype=torch.float64),
+        Coulomb(0.0625, 0.375, 64, distance_scale=1e-10, energy_scale=ev),
+        Atomref(max_z=20),
+    ]
+    prior_model[-1].atomref.weight.data.copy_(torch.randn(20, 1))
+    # torchmd-net's ZBL takes its atomic numbers to the power 0.23 in float32 (test_terms.py)
+    prior_model[0].atomic_number = prior_model[0].atomic_number.double()
+    model = reference(torchmdnet_tensornet(seed=8, prior_list=prior_model).double(), monkeypatch)
+    with pytest.warns(UserWarning, match="10 times the Coulomb energy"):
+        potential = from_torchmdnet(model, elements=ELEMENTS)
+    assert [type(t).__name__ for t in potential.terms] == ["ZBL", "D2", "Coulomb"] and potential.long_range
+    batch = molecules([7, 15, 3], seed=9)
+    rng = np.random.default_rng(9)
+    for atoms in batch:
+        atoms.set_initial_charges(rng.normal(scale=0.3, size=len(atoms)))
+    charges = torch.tensor(np.concatenate([a.get_initial_charges() for a in batch]))
+    z = torch.tensor(np.concatenate([a.numbers for a in batch]))
+    pos = torch.tensor(np.concatenate([a.positions for a in batch]))
+    index = torch.cat([torch.full((len(a),), k) for k, a in enumerate(batch)])
+    energy, forces = model(z, pos, index, extra_args={"partial_charges": charges})
+    theirs = energy.detach().squeeze(-1).numpy(), forces.detach().numpy()
+    # total charges as torchmd-net saw them (none): the per-atom charges alone
+    for atoms in batch:
+        atoms.info["charge"] = 0.0
+    # 1e-8: torchmd-net's ZBL constant has nine digits (test_terms.py)
+    assert_same(run_atomml(potential, batch), theirs, 1e-8)
+    # the terms matter: without them the energies differ
+    potential.terms = torch.nn.ModuleList()
+    assert np.abs(run_atomml(potential, batch)[0] - theirs[0]).min() > 1e-3

@@ -69,9 +69,9 @@ def _terms(priors: list[Any]) -> tuple[list[dict[str, Any]], torch.Tensor | None
             scale = NM_M / float(prior.distance_scale) * TORCHMDNET_COULOMB_J_M / exact
             if abs(scale - 1.0) > 1e-5:
                 warnings.warn(
-                    f"from_torchmdnet: torchmd-net's Coulomb prior gives {scale:g} times the Coulomb energy "
+                    f"from_torchmdnet: torchmd-net's Coulomb prior gives {scale:.4g} times the Coulomb energy "
                     "of its charges for data in Å (it divides distances in nm by the dataset's length unit); "
-                    f"the converted potential reproduces the model as trained (coulomb term scale={scale:g})",
+                    f"the converted potential reproduces the model as trained (coulomb term scale={scale:.9g})",
                     stacklevel=3,
                 )
             terms.append({
