@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Create or update .bench-venv/ (git-ignored): the environment for the peer benchmarks in
-# scripts/ (bench_schnet.py, bench_md.py) with atomml, matscipy and schnetpack 2.1.1.
+# scripts/ (bench_schnet.py, bench_md.py) and the schnetpack agreement check, with atomml,
+# matscipy and schnetpack 2.1.1.
 # Quick when nothing changed: a stamp records the hash of the files that define the install.
 #
 # schnetpack 2.1.1 pins sympy<=1.12, which conflicts with torch 2.13 (needs a newer sympy), and
 # lists training/CLI tools (hydra, tensorboard, black, pre-commit, ...) as requirements. It is
 # installed with --no-deps plus the packages that `import schnetpack` and its ASE interface
 # actually import (found by importing until nothing was missing): dirsync, fasteners, h5py,
-# omegaconf, pytorch-lightning (brings torchmetrics), torch-ema, pyyaml. The scripts define
-# torch.utils.data.dataloader.T_co before importing schnetpack (it imports a name torch removed).
+# omegaconf, pytorch-lightning (brings torchmetrics), torch-ema, pyyaml.
+# atomml.convert.schnetpack.import_schnetpack defines torch.utils.data.dataloader.T_co before
+# importing schnetpack (it imports a name torch removed). tests/test_schnet_schnetpack.py runs
+# its slow agreement check in this environment when it exists.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
