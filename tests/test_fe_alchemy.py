@@ -102,12 +102,17 @@ def test_soft_core_is_finite_on_top_of_another_atom(systems):
 
 
 def test_schedule_names_states_by_meaning():
-    schedule = Schedule.decoupling()
+    from atomml.fe.hydration import default_protocol
+
+    schedule = default_protocol().schedule  # the shipped schedule, md/protocols/hydration.yaml
+    assert len(schedule) == 16
     assert schedule.states[0] == AlchemicalState(1.0, 1.0) and schedule.states[-1] == AlchemicalState(0.0, 0.0)
     assert all(s.electrostatics == 0.0 for s in schedule.states if s.sterics < 1.0)
     assert len(Schedule.decoupling([1, 0], [1, 0.5, 0])) == 4  # (1,1) (0,1) (0,0.5) (0,0)
     with pytest.raises(ValueError, match="fall strictly"):
-        Schedule.decoupling([1.0, 0.5])
+        Schedule.decoupling([1.0, 0.5], [1.0, 0.0])
+    with pytest.raises(ValueError, match="fall strictly"):
+        Schedule.decoupling([1.0, 0.0], [])
     with pytest.raises(ValueError, match="electrostatics off before sterics"):
         AlchemicalState(0.5, 0.5)
 

@@ -149,10 +149,10 @@ def test_forward_reverse_and_plots(tmp_path):
 
 
 def test_leg_decorrelation_keeps_uncorrelated_equilibrated_samples():
-    """analyse_leg's decorrelation on correlated oscillator samples: a transient at the start is
+    """The leg analysis' decorrelation on correlated oscillator samples: a transient at the start is
     cut, about N/g samples are kept (AR(1) with phi: g = (1 + phi) / (1 - phi)), and MBAR on
     the kept samples is still within error of the exact answer."""
-    from atomml.fe.hydration import decorrelate
+    from atomml.fe.analysis import decorrelate
 
     rng = np.random.default_rng(3)
     kappas, n, phi = [1.0, 2.0], 4000, 0.8
@@ -167,13 +167,14 @@ def test_leg_decorrelation_keeps_uncorrelated_equilibrated_samples():
         blocks.append(x / np.sqrt(kappa))
     x_all = np.concatenate(blocks)
     u_kn = np.array([u(x_all, kappa, 0.0) for kappa in kappas])
-    kept, n_k, info = decorrelate(u_kn, np.array([n, n]))
+    kept = decorrelate(u_kn, np.array([n, n]))
     g_exact = (1 + phi) / (1 - phi)
-    for k in range(2):
-        assert info[k]["t0"] > 0
-        assert 0.4 * n / g_exact < n_k[k] < 2.5 * n / g_exact  # g of u = x^2 is smaller than of x
-        assert info[k]["uncorrelated"] == n_k[k]
-    result = est.mbar(kept, n_k, T).result
+    for k, state in enumerate(kept.states):
+        assert state.t0 > 0
+        assert 0.4 * n / g_exact < kept.n_k[k] < 2.5 * n / g_exact  # g of u = x^2 is smaller than of x
+        assert state.uncorrelated == kept.n_k[k]
+    assert kept.u_kn.shape == (2, kept.n_k.sum())
+    result = est.mbar(kept.u_kn, kept.n_k, T).result
     assert abs(result.value_kt - exact(*kappas)) < Z_MAX * result.error_kt
 
 

@@ -64,15 +64,14 @@ def with_setup(methane_setup: Path, folder: Path) -> Path:
     return folder
 
 
-def test_hydration_workflow_tiny(tmp_path):
+def test_hydration_workflow_tiny(tmp_path, tiny_protocol):
+    """From SMILES through the set-up and its NPT box to the summary, in one command."""
     from atomml.cli import main
     from atomml.fe.hydration import default_protocol
 
     assert default_protocol().samples == 500
-    protocol = tmp_path / "tiny.yaml"
-    protocol.write_text(TINY)
     out = tmp_path / "methane"
-    argv = ["fe", "hydration", "C", "--protocol", str(protocol), "-o", str(out), "--no-progress"]
+    argv = ["fe", "hydration", "C", "--protocol", str(tiny_protocol), "-o", str(out), "--no-progress"]
     assert main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["states"] == ["elec=1, vdw=1", "elec=0, vdw=1", "elec=0, vdw=0.5", "elec=0, vdw=0"]
@@ -107,14 +106,13 @@ def test_hydration_workflow_tiny(tmp_path):
     assert json.loads((out / "summary.json").read_text())["dG_hydration_kt"] == summary["dG_hydration_kt"]
 
 
-def test_hydration_with_replica_exchange_tiny(tmp_path):
+def test_hydration_with_replica_exchange_tiny(tmp_path, tiny_protocol, methane_setup):
     from atomml.fe.hydration import HydrationProtocol, hydration_free_energy
     from atomml.fe.sampling import read_u_kn
 
-    path = tmp_path / "tiny.yaml"
-    path.write_text(TINY + "sampler: replica_exchange\n")
-    protocol = HydrationProtocol.from_yaml(path)
-    summary = hydration_free_energy("C", tmp_path / "methane", protocol, progress=False)
+    tiny_protocol.write_text(TINY + "sampler: replica_exchange\n")
+    protocol = HydrationProtocol.from_yaml(tiny_protocol)
+    summary = hydration_free_energy("C", with_setup(methane_setup, tmp_path / "methane"), protocol, progress=False)
     assert summary["sampler"] == "replica_exchange"
     assert abs(summary["dG_hydration_kcal_per_mol"]) < 20 and summary["dG_hydration_error_kcal_per_mol"] > 0
     for leg in ("solvent", "vacuum"):
@@ -183,29 +181,112 @@ def test_ml_end_state_correction_tiny(tmp_path, tiny_protocol, methane_setup, on
         EndStateProtocol(lambdas=(0.5, 1.0))
 
 
-def test_legs_run_apart_within_a_budget_and_summarise_what_is_stored(tmp_path):
-    """run_leg with a spent wall-clock budget stops after one replica-exchange iteration (its
-    checkpoint); summarise analyses the stored samples and flags the early stop and the few
-    uncorrelated samples; running on without a budget completes the protocol."""
-    from atomml.fe.hydration import HydrationProtocol, run_leg, summarise
+def test_cli_runs_legs_apart_within_a_budget_and_summarises_what_is_stored(tmp_path, tiny_protocol, methane_setup,
+                                                                           capsys):  # fmt: skip
+    """atomml fe hydration --leg with a spent wall-clock budget stops each leg after one
+    replica-exchange iteration (its checkpoint); --summarise analyses the stored samples and
+    flags the early stop and the few uncorrelated samples; atomml fe freesolv tabulates what the
+    work folder holds; a leg run on without a budget completes the protocol."""
+    from atomml.cli import main
+    from atomml.fe.analysis import analyse_leg
     from atomml.fe.sampling import read_u_kn
 
-    path = tmp_path / "tiny.yaml"
-    path.write_text(TINY + "sampler: replica_exchange\n")
-    protocol = HydrationProtocol.from_yaml(path)
-    folder = tmp_path / "methane"
-    for leg in ("vacuum", "solvent"):
-        for expected in (1, 2):
-            assert run_leg("C", folder, leg, protocol, max_minutes=0.0, progress=False) is False
+    tiny_protocol.write_text(TINY + "sampler: replica_exchange\n")
+    folder = with_setup(methane_setup, tmp_path / "work" / "methane")
+    base = ["fe", "hydration", "C", "-o", str(folder), "--protocol", str(tiny_protocol), "--no-progress"]
+    for expected in (1, 2):
+        capsys.readouterr()
+        assert main(base + ["--leg", "vacuum", "--leg", "solvent", "--max-minutes", "0"]) == 0
+        assert json.loads(capsys.readouterr().out)["complete"] == {"vacuum": False, "solvent": False}
+        for leg in ("vacuum", "solvent"):
             assert read_u_kn(folder / leg)[1].tolist() == [expected] * 4
-    summary = summarise("C", folder, protocol)
+    assert main(base + ["--summarise"]) == 0
+    summary = json.loads(capsys.readouterr().out)
     assert summary["samples_per_state"] == {"solvent": [2] * 4, "vacuum": [2] * 4}
     assert any("2 of the protocol's 12 samples per state (stopped early)" in f for f in summary["flags"])
     assert any("uncorrelated samples" in f for f in summary["flags"])
-    assert run_leg("C", folder, "vacuum", protocol, progress=False) is True
+    assert json.loads((folder / "summary.json").read_text())["dG_hydration_kt"] == summary["dG_hydration_kt"]
+    assert set(summary["replica_exchange"]) == {"solvent", "vacuum"}
+    json.dumps(analyse_leg(folder / "vacuum", 298.15).to_dict())  # the dataclass gives plain JSON
+
+    report = tmp_path / "freesolv.json"
+    assert main(["fe", "freesolv", "--workdir", str(tmp_path / "work"), "--protocol", str(tiny_protocol),
+                 "--output", str(report)]) == 0  # fmt: skip
+    table = capsys.readouterr().out
+    rows = json.loads(report.read_text())["molecules"]
+    assert list(rows) == ["methane", "ethane", "methanol", "ethanol"]
+    assert rows["methane"]["mm"]["dG_hydration_kt"] == summary["dG_hydration_kt"]
+    assert rows["methane"]["experiment"] == 2.00 and "ml_missing" in rows["methane"]
+    assert all("mm_missing" in rows[name] for name in ("ethane", "methanol", "ethanol"))
+    assert f"| methane | 2.00 | 2.45 | {summary['dG_hydration_kcal_per_mol']:.2f} ± " in table
+
+    assert main(base + ["--leg", "vacuum"]) == 0
+    assert json.loads(capsys.readouterr().out)["complete"] == {"vacuum": True}
     assert read_u_kn(folder / "vacuum")[1].tolist() == [12] * 4
+
+
+def test_cli_runs_an_ml_leg_with_the_protocols_mm_to_ml_settings(tmp_path, tiny_protocol, methane_setup,
+                                                                 one_torch_thread, capsys):  # fmt: skip
+    """--leg ml-vacuum samples the MM->ML path that the protocol file's mm_to_ml section sets."""
+    from atomml.cli import main
+    from atomml.fe.sampling import read_u_kn
+
+    tiny_protocol.write_text(TINY + "mm_to_ml:\n  lambdas: [0.0, 1.0]\n  samples: 2\n  steps_per_sample: 5\n"
+                             "  equilibration_steps: 10\n")  # fmt: skip
+    folder = with_setup(methane_setup, tmp_path / "methane")
+    assert main(["fe", "hydration", "C", "-o", str(folder), "--protocol", str(tiny_protocol), "--leg", "ml-vacuum",
+                 "--ml-potential", ML_POTENTIAL, "--platform", "Reference", "--ml-device", "cpu", "--no-progress"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["complete"] == {"ml-vacuum": True}
+    assert read_u_kn(folder / "ml_vacuum")[1].tolist() == [2, 2]
+
+
+def test_cli_refuses_unclear_requests(tmp_path, tiny_protocol, capsys):
+    """Requests that cannot be met are refused with what to do, before any work."""
+    from atomml.cli import main
+    from atomml.fe.hydration import run_leg
+
+    base = ["fe", "hydration", "C", "-o", str(tmp_path / "m"), "--protocol", str(tiny_protocol)]
+    for extra, message in ((["--leg", "gas"], "invalid choice"),
+                           (["--leg", "ml-vacuum"], "need --ml-potential"),
+                           (["--max-minutes", "5"], "give --leg"),
+                           (["--leg", "vacuum", "--summarise"], "not allowed with")):  # fmt: skip
+        with pytest.raises(SystemExit):
+            main(base + extra)
+        assert message in capsys.readouterr().err
+    assert main(base + ["--summarise"]) == 2
+    assert "holds no samples of the solvent, vacuum leg(s): run atomml fe hydration C" in capsys.readouterr().err
+    assert main(["fe", "hydration", "C", "--protocol", "no-such-protocol"]) == 2
+    assert "one of the shipped protocols ['freesolv', 'hydration']" in capsys.readouterr().err
     with pytest.raises(ValueError, match="leg must be one of"):
-        run_leg("C", folder, "gas", protocol)
+        run_leg("C", tmp_path, "gas")
+
+
+def test_protocol_defaults_are_the_shipped_yaml(tmp_path, tiny_protocol):
+    """The defaults (the decoupling schedule among them) are written once, in
+    md/protocols/hydration.yaml; a protocol file changes only what it names; shipped protocols
+    load by name; the FreeSolv protocol carries its MM->ML settings."""
+    import dataclasses
+
+    import yaml
+
+    from atomml.fe.hydration import HydrationProtocol, default_protocol, protocol_path
+    from atomml.fe.mlmm import EndStateProtocol
+
+    shipped = yaml.safe_load(protocol_path("hydration").read_text())
+    default = default_protocol()
+    assert {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(default).items()} == shipped
+    assert [s.name for s in default.schedule.states][:2] == ["elec=1, vdw=1", "elec=0.75, vdw=1"]
+    with pytest.raises(TypeError):
+        HydrationProtocol()  # no second copy of the defaults in the code
+    tiny = HydrationProtocol.from_yaml(tiny_protocol)
+    assert tiny.electrostatics == (1.0, 0.0) and tiny.temperature == default.temperature
+    assert EndStateProtocol.from_yaml(tiny_protocol) == EndStateProtocol()
+    freesolv = HydrationProtocol.from_yaml("freesolv")
+    assert freesolv.sampler == "replica_exchange" and freesolv.schedule == default.schedule
+    assert EndStateProtocol.from_yaml("freesolv").lambdas == (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+    tiny_protocol.write_text(TINY + "mm_to_ml:\n  lambdaz: [0, 1]\n")
+    with pytest.raises(ValueError, match="unknown keys"):
+        EndStateProtocol.from_yaml(tiny_protocol)
 
 
 def test_solvent_leg_barostat_is_seeded(tiny_protocol, methane_setup):
@@ -222,16 +303,14 @@ def test_solvent_leg_barostat_is_seeded(tiny_protocol, methane_setup):
     assert barostat.getRandomNumberSeed() != 0
 
 
-def test_ml_legs_keep_the_solutes_hydrogen_constraints(tmp_path):
+def test_ml_legs_keep_the_solutes_hydrogen_constraints(tiny_protocol, methane_setup):
     """openmm-ml drops the ML atoms' constraints unless told not to; the ML/MM legs run at the
     MM legs' 2 fs with heavy hydrogens, which needs the X-H constraints (4 in methane)."""
-    from atomml.fe.hydration import HydrationProtocol, leg_system
+    from atomml.fe.hydration import HydrationProtocol, leg_setups, leg_system
     from atomml.fe.mlmm import EndStateProtocol, mixed_system
-    from atomml.mm import solvated_molecule
 
-    (tmp_path / "tiny.yaml").write_text(TINY)
-    protocol = HydrationProtocol.from_yaml(tmp_path / "tiny.yaml")
-    _, vacuum = solvated_molecule("C", tmp_path / "setup", padding=protocol.padding, seed=protocol.seed)
+    protocol = HydrationProtocol.from_yaml(tiny_protocol)
+    _, vacuum = leg_setups("C", methane_setup.parent, protocol)
     mm, _, _ = leg_system(vacuum, protocol, False)
     mixed = mixed_system(vacuum, "schnet-cu-emt-demo", protocol, EndStateProtocol(), False, device="cpu")
     assert mm.getNumConstraints() == mixed.getNumConstraints() == 4

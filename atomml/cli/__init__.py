@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import commands
+from . import commands, fe
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,16 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print the header as JSON")
     info.set_defaults(func=commands.info)
 
-    fe = sub.add_parser("fe", help="free energies")
-    fe_sub = fe.add_subparsers(dest="fe_command", required=True)
-    hyd = fe_sub.add_parser("hydration", help="hydration free energy of a molecule (GAFF2/AM1-BCC, TIP3P, MBAR)")
-    hyd.add_argument("smiles", help="the molecule as SMILES")
-    hyd.add_argument("--protocol", default=None, help="YAML protocol (default: md/protocols/hydration.yaml)")
-    hyd.add_argument("--output", "-o", default="runs/hydration", help="folder for set-up, samples, plots, summary")
-    hyd.add_argument("--ml-potential", default=None,
-                     help="also the ML/MM value: MM->ML end-state correction with this atomml potential")
-    hyd.add_argument("--no-progress", action="store_true")
-    hyd.set_defaults(func=commands.fe_hydration)
+    fe.add_parser(sub)
 
     tr = sub.add_parser("train", help="train a potential from a YAML config (resumes from its checkpoint)")
     tr.add_argument("config", help="YAML training config (see potentials/*.yaml)")

@@ -59,28 +59,6 @@ def md(args: argparse.Namespace) -> int:
     return 0
 
 
-def fe_hydration(args: argparse.Namespace) -> int:
-    from ..fe.hydration import HydrationProtocol, default_protocol, hydration_free_energy
-
-    protocol = HydrationProtocol.from_yaml(args.protocol) if args.protocol else default_protocol()
-    summary = hydration_free_energy(args.smiles, args.output, protocol, progress=not args.no_progress)
-    if args.ml_potential:
-        from ..fe.mlmm import end_state_correction
-
-        correction = end_state_correction(args.smiles, args.ml_potential, args.output, protocol, progress=not args.no_progress)
-        summary["ml_mm"] = {
-            "potential": args.ml_potential,
-            "ddG_mm_to_ml_kcal_per_mol": correction["ddG_mm_to_ml_kcal_per_mol"],
-            "ddG_mm_to_ml_error_kcal_per_mol": correction["ddG_mm_to_ml_error_kcal_per_mol"],
-            "dG_hydration_kcal_per_mol": summary["dG_hydration_kcal_per_mol"] + correction["ddG_mm_to_ml_kcal_per_mol"],
-            "dG_hydration_error_kcal_per_mol": float(np.hypot(summary["dG_hydration_error_kcal_per_mol"],
-                                                              correction["ddG_mm_to_ml_error_kcal_per_mol"])),
-            "flags": correction["flags"],
-        }  # fmt: skip
-    print(json.dumps({k: v for k, v in summary.items() if k != "protocol"}, indent=1))
-    return 0
-
-
 def train(args: argparse.Namespace) -> int:
     """Train (or resume training) from a YAML config; prints the final report as JSON."""
     from ..training import TrainConfig, train as run_training

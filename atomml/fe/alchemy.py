@@ -64,13 +64,13 @@ class Schedule:
     states: tuple[AlchemicalState, ...]
 
     @classmethod
-    def decoupling(cls, electrostatics: Sequence[float] | None = None, sterics: Sequence[float] | None = None) -> Schedule:
-        """Electrostatics off first (sterics on), then sterics. Defaults: 5 electrostatics
-        states and 12 sterics states, denser where soft-core curvature is largest."""
-        elec = list(electrostatics) if electrostatics is not None else [1.0, 0.75, 0.5, 0.25, 0.0]
-        vdw = list(sterics) if sterics is not None else [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.35, 0.3, 0.2, 0.1, 0.0]
+    def decoupling(cls, electrostatics: Sequence[float], sterics: Sequence[float]) -> Schedule:
+        """Electrostatics off first (sterics on), then sterics, each through the given coupling
+        strengths from 1 to 0. The shipped protocol's values are in
+        ``md/protocols/hydration.yaml`` (:attr:`atomml.fe.hydration.HydrationProtocol.schedule`)."""
+        elec, vdw = [float(v) for v in electrostatics], [float(v) for v in sterics]
         for values, what in ((elec, "electrostatics"), (vdw, "sterics")):
-            if values[0] != 1.0 or values[-1] != 0.0 or any(a <= b for a, b in zip(values, values[1:])):
+            if not values or values[0] != 1.0 or values[-1] != 0.0 or any(a <= b for a, b in zip(values, values[1:])):
                 raise ValueError(f"{what} couplings must fall strictly from 1 to 0, got {values}")
         states = [AlchemicalState(e, 1.0) for e in elec] + [AlchemicalState(0.0, v) for v in vdw[1:]]
         return cls(tuple(states))

@@ -3,7 +3,7 @@
 - :func:`forward_reverse`: MBAR on growing fractions of every window's samples, from the start
   (forward) and from the end (reverse); the two curves should meet within their errors.
 - :func:`plot_overlap`, :func:`plot_convergence`, :func:`plot_dudl`: PNG files people look at
-  (matplotlib, no display needed).
+  (matplotlib, no display needed), each written whole or not at all.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..files import replacing
 from .estimators import MBARResult, mbar
 
 
@@ -62,6 +63,13 @@ def _figure():
     return plt
 
 
+def _save(fig, path: str | os.PathLike[str]) -> None:
+    """Write ``fig`` to ``path`` (format from its suffix) through a temporary file, so that a
+    job killed mid-write leaves the previous plot."""
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=120, format=os.path.splitext(path)[1].lstrip(".") or "png")
+
+
 def plot_overlap(result: MBARResult, path: str | os.PathLike[str]) -> None:
     plt = _figure()
     fig, ax = plt.subplots(figsize=(5, 4.5))
@@ -76,7 +84,7 @@ def plot_overlap(result: MBARResult, path: str | os.PathLike[str]) -> None:
     ax.set_title("MBAR overlap (neighbours should exceed 0.03)")
     fig.colorbar(image, ax=ax)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _save(fig, path)
     plt.close(fig)
 
 
@@ -92,7 +100,7 @@ def plot_convergence(convergence: dict, path: str | os.PathLike[str], temperatur
     ax.legend()
     ax.set_title("forward / reverse convergence" + ("" if convergence["converged"] else " (NOT converged)"))
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _save(fig, path)
     plt.close(fig)
 
 
@@ -106,5 +114,5 @@ def plot_dudl(lambdas: Sequence[float], dudl: Sequence[np.ndarray], path: str | 
     ax.set_ylabel("⟨dU/dλ⟩ (kT)")
     ax.set_title("TI integrand")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    _save(fig, path)
     plt.close(fig)

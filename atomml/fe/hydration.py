@@ -4,57 +4,58 @@ SMILES -> GAFF2/AM1-BCC with TIP3P (:func:`atomml.mm.solvated_molecule`) -> the 
 decoupled in water (PME) and in vacuum through the same alchemical states
 (:mod:`atomml.fe.alchemy`) -> independent windows or Hamiltonian replica exchange
 (:mod:`atomml.fe.sampling`, resumable; the protocol's ``sampler``) -> MBAR per leg with
-diagnostics and plots. dG_hyd = dF_decouple(vacuum) - dF_decouple(water), the latter with the
-solute's long-range dispersion correction (:func:`solute_dispersion_correction`).
+diagnostics and plots (:mod:`atomml.fe.analysis`). dG_hyd = dF_decouple(vacuum) -
+dF_decouple(water), the latter with the solute's long-range dispersion correction
+(:func:`solute_dispersion_correction`).
 
-Before MBAR every state's samples are cut to the equilibrated part and subsampled to
-uncorrelated ones (pymbar's timeseries on the state's own reduced potential); a state left with
-fewer than ``MIN_UNCORRELATED`` is flagged. The legs can run separately (:func:`run_leg`, on
-another machine or platform, with a wall-clock budget) and :func:`summarise` reads whatever
-samples they stored; :func:`hydration_free_energy` does both.
+The legs can run separately (:func:`run_leg`, on another machine or platform, with a
+wall-clock budget) and :func:`summarise` reads whatever samples they stored;
+:func:`hydration_free_energy` does both.
 
-The protocol (temperature, states, sampling lengths) is a YAML file; the defaults are
-``md/protocols/hydration.yaml``.
+The protocol (temperature, states, sampling lengths) is a YAML file. Its defaults, the
+decoupling schedule among them, are written in one place: the shipped
+``md/protocols/hydration.yaml`` (:meth:`HydrationProtocol.default`); a protocol file gives only
+the values it changes.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..files import write_text
+from ..files import write_json, write_text
 
 SAMPLERS = ("windows", "replica_exchange")
 LEGS = ("solvent", "vacuum")
-# neighbouring states that swap less often than this are flagged: replicas barely travel
-MIN_ACCEPTANCE = 0.1
+ML_SECTION = "mm_to_ml"  # a protocol file's settings of the MM->ML legs (atomml.fe.mlmm.EndStateProtocol)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class HydrationProtocol:
-    temperature: float = 298.15
-    padding: float = 10.0  # Å of water around the solute
-    cutoff_nm: float = 0.9
-    hydrogen_mass_amu: float = 1.5
-    electrostatics: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25, 0.0)
-    sterics: tuple[float, ...] = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.35, 0.3, 0.2, 0.1, 0.0)
-    samples: int = 500
-    steps_per_sample: int = 500
-    equilibration_steps: int = 5000
-    timestep_fs: float = 2.0
-    friction_per_ps: float = 1.0
-    seed: int = 0
-    sampler: str = "windows"  # or "replica_exchange"; samples = iterations for replica exchange
+    """Set-up and sampling of both decoupling legs. No field has a default here: they come
+    from ``md/protocols/hydration.yaml`` (:meth:`default`, :meth:`from_yaml`)."""
+
+    temperature: float  # K
+    padding: float  # Å of water around the solute
+    cutoff_nm: float
+    hydrogen_mass_amu: float
+    electrostatics: tuple[float, ...]  # coupling of the solute's charges, from 1 to 0
+    sterics: tuple[float, ...]  # then of its Lennard-Jones, from 1 to 0
+    samples: int  # per state (iterations for replica exchange)
+    steps_per_sample: int
+    equilibration_steps: int
+    timestep_fs: float
+    friction_per_ps: float
+    seed: int
+    sampler: str  # "windows" or "replica_exchange"
     # NPT MD of the fully coupled solvated system before any window starts: tleap's box is at
     # ~0.6 g/cm3 and shrinks by a third within ~10 ps, far more than one window equilibrates
-    density_equilibration_ps: float = 50.0
-    force_field: str = "gaff2"  # or "gaff" (GAFF 1.x, as FreeSolv's calculated values); AM1-BCC either way
+    density_equilibration_ps: float
+    force_field: str  # "gaff2" or "gaff" (GAFF 1.x, as FreeSolv's calculated values); AM1-BCC either way
 
     def __post_init__(self) -> None:
         from ..mm import FORCE_FIELDS
@@ -63,25 +64,64 @@ class HydrationProtocol:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
         if self.force_field not in FORCE_FIELDS:
             raise ValueError(f"force_field must be one of {FORCE_FIELDS}, got {self.force_field!r}")
+        for key in ("electrostatics", "sterics"):  # YAML gives lists; a frozen protocol keeps tuples
+            object.__setattr__(self, key, tuple(float(v) for v in getattr(self, key)))
+
+    @property
+    def schedule(self) -> Any:
+        """The decoupling states (:class:`atomml.fe.alchemy.Schedule`)."""
+        from .alchemy import Schedule
+
+        return Schedule.decoupling(self.electrostatics, self.sterics)
+
+    @classmethod
+    def default(cls, **changes: Any) -> HydrationProtocol:
+        """The shipped protocol (``md/protocols/hydration.yaml``) with ``changes``."""
+        return cls(**{**_read_yaml(_default_path()), **changes})
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str]) -> HydrationProtocol:
-        import yaml
+        """The protocol of the YAML file ``path`` (or a shipped protocol's name, see
+        :func:`protocol_path`): its values over the shipped defaults. Its ``mm_to_ml`` section,
+        if any, is for :meth:`atomml.fe.mlmm.EndStateProtocol.from_yaml`."""
+        values = _read_yaml(protocol_path(path))
+        values.pop(ML_SECTION, None)
+        return cls.default(**values)
 
-        values = yaml.safe_load(Path(path).read_text()) or {}
-        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
-        if unknown:
-            raise ValueError(f"{path}: unknown protocol keys {unknown}")
-        for key in ("electrostatics", "sterics"):
-            if key in values:
-                values[key] = tuple(float(v) for v in values[key])
-        return cls(**values)
+
+def protocol_path(name: str | os.PathLike[str]) -> Path:
+    """The protocol file ``name``: a path, or the name of a shipped protocol in
+    ``md/protocols`` ("hydration", "freesolv")."""
+    from ..resources import resource_folder
+
+    path = Path(name)
+    if path.is_file():
+        return path
+    shipped = resource_folder("md") / "protocols" / f"{name}.yaml"
+    if path.suffix or not shipped.is_file():
+        names = sorted(p.stem for p in shipped.parent.glob("*.yaml"))
+        raise FileNotFoundError(f"no protocol file {name}: give a YAML file or one of the shipped protocols {names}")
+    return shipped
+
+
+def _default_path() -> Path:
+    return protocol_path("hydration")
+
+
+def _read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    import yaml
+
+    values = yaml.safe_load(Path(path).read_text()) or {}
+    known = {f.name for f in dataclasses.fields(HydrationProtocol)} | {ML_SECTION}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{path}: unknown protocol keys {unknown}; the keys are those of {_default_path()}")
+    return values
 
 
 def default_protocol() -> HydrationProtocol:
-    from ..resources import resource_folder
-
-    return HydrationProtocol.from_yaml(resource_folder("md") / "protocols" / "hydration.yaml")
+    """The shipped protocol, ``md/protocols/hydration.yaml``."""
+    return HydrationProtocol.default()
 
 
 def leg_system(setup: Any, protocol: HydrationProtocol, solvent: bool) -> tuple[Any, Any, Any]:
@@ -158,8 +198,8 @@ def solute_dispersion_correction(setup: Any, protocol: HydrationProtocol) -> flo
     GROMACS' DispCorr do. 0 when the System has no dispersion correction."""
     import openmm
 
+    from ..units import kt
     from .alchemy import AlchemicalState, alchemical_system, set_state
-    from .sampling import _kt_kj_per_mol
 
     mm, positions, box = leg_system(setup, protocol, solvent=True)
     path = npt_state_path(setup, protocol)
@@ -174,80 +214,7 @@ def solute_dispersion_correction(setup: Any, protocol: HydrationProtocol) -> flo
         context.setPositions(positions)
         set_state(context, AlchemicalState(1.0, 1.0))
         energies.append(context.getState(getEnergy=True).getPotentialEnergy().value_in_unit(openmm.unit.kilojoule_per_mole))
-    return float((energies[1] - energies[0]) / _kt_kj_per_mol(protocol.temperature))
-
-
-def decorrelate(u_kn: np.ndarray, n_k: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[dict]]:
-    """Each state's equilibrated, uncorrelated samples: pymbar's equilibration detection and
-    subsampling on the state's own reduced potential (the samples are grouped by state).
-    Returns (u_kn, n_k) of the kept samples and, per state, t0, g and the number kept."""
-    from .estimators import decorrelated_indices, equilibrated
-
-    keep, info, start = [], [], 0
-    for k, n in enumerate(np.asarray(n_k, dtype=int)):
-        series = u_kn[k, start : start + n]
-        if n < 3:  # too short to analyse; kept as they are, and flagged by the count below
-            idx, t0, g = np.arange(n), 0, 1.0
-        else:
-            t0, g, _ = equilibrated(series)
-            idx = decorrelated_indices(series, t0, g)
-        keep.append(start + idx)
-        info.append({"t0": int(t0), "g": float(g), "uncorrelated": int(len(idx))})
-        start += n
-    columns = np.concatenate(keep)
-    return u_kn[:, columns], np.array([len(i) for i in keep]), info
-
-
-def analyse_leg(folder: Path, temperature: float) -> dict:
-    """MBAR on the equilibrated, uncorrelated samples (:func:`decorrelate`), forward/reverse
-    convergence, overlap and convergence PNGs and ns/day per state of one sampled leg (any
-    sampler's folder)."""
-    from . import diagnostics
-    from .estimators import MIN_UNCORRELATED, EstimatorError, mbar
-    from .sampling import read_u_kn, sampling_speed
-
-    u_all, n_all = read_u_kn(folder)
-    if n_all.min() < 2:
-        raise EstimatorError(f"{folder}: state {int(n_all.argmin())} has {int(n_all.min())} samples; run the leg (longer)")
-    u_kn, n_k, series = decorrelate(u_all, n_all)
-    result = mbar(u_kn, n_k, temperature)
-    few = [k for k, n in enumerate(n_k) if n < MIN_UNCORRELATED]
-    if few:
-        flag = f"states {few} keep fewer than {MIN_UNCORRELATED} uncorrelated samples: sample longer"
-        result = dataclasses.replace(result, result=dataclasses.replace(result.result, flags=result.result.flags + (flag,)))
-    convergence = diagnostics.forward_reverse(u_kn, n_k, temperature)
-    diagnostics.plot_overlap(result, folder / "overlap.png")
-    diagnostics.plot_convergence(convergence, folder / "convergence.png", temperature)
-    speed = sampling_speed(folder)
-    return {"result": result.result, "neighbour_overlaps": result.neighbour_overlaps.tolist(),
-            "convergence": convergence, "samples_per_state": n_all.tolist(),
-            "uncorrelated_per_state": n_k.tolist(), "equilibration": series,
-            "ns_per_day_per_state": [None if np.isnan(v) else float(v) for v in speed]}  # fmt: skip
-
-
-def leg_flags(water: dict, gas: dict) -> list[str]:
-    """The estimators' flags of both legs and their failed convergence checks, named by leg."""
-    flags = [f"solvent: {f}" for f in water["result"].flags] + [f"vacuum: {f}" for f in gas["result"].flags]
-    for name, leg in (("solvent", water), ("vacuum", gas)):
-        if not leg["convergence"]["converged"]:
-            flags.append(f"{name}: {leg['convergence']['why']}")
-    return flags
-
-
-class _BudgetSpent(Exception):
-    """Raised from a sampler's callback when a leg's wall-clock budget is spent."""
-
-
-def _budget(max_minutes: float | None) -> Any:
-    if max_minutes is None:
-        return None
-    end = time.monotonic() + 60.0 * max_minutes
-
-    def check(done: int) -> None:
-        if time.monotonic() > end:
-            raise _BudgetSpent(done)
-
-    return check
+    return float((energies[1] - energies[0]) / kt(protocol.temperature))
 
 
 def sample_leg(setup: Any, protocol: HydrationProtocol, solvent: bool, folder: Path, states: Any, set_state: Any,
@@ -259,7 +226,7 @@ def sample_leg(setup: Any, protocol: HydrationProtocol, solvent: bool, folder: P
     replica exchange, a sample's for windows). True if all ``samples`` are done. ``minimize``:
     minimise in every state before its equilibration (the sampler's option)."""
     from .alchemy import alchemical_system
-    from .sampling import sample_replica_exchange, sample_windows
+    from .sampling import BudgetSpent, sample_replica_exchange, sample_windows, wall_clock_budget
 
     mm, positions, box = leg_system(setup, protocol, solvent)
     if solvent:
@@ -272,9 +239,9 @@ def sample_leg(setup: Any, protocol: HydrationProtocol, solvent: bool, folder: P
             system, positions, states, set_state, folder, temperature=protocol.temperature, samples=samples,
             steps_per_sample=steps_per_sample, equilibration_steps=equilibration_steps, timestep_fs=timestep_fs,
             friction_per_ps=protocol.friction_per_ps, box=box, seed=protocol.seed, progress=progress,
-            platform=platform, callback=_budget(max_minutes), minimize=minimize,
+            platform=platform, callback=wall_clock_budget(max_minutes), minimize=minimize,
         )  # fmt: skip
-    except _BudgetSpent:
+    except BudgetSpent:
         return False
     return True
 
@@ -284,75 +251,44 @@ def run_leg(smiles: str, folder: str | os.PathLike[str], leg: str, protocol: Hyd
     """Sample (or resume) the ``leg`` ("solvent" or "vacuum") of ``smiles``'s decoupling in
     ``folder``; True when the protocol's samples are all done, False when ``max_minutes`` ran
     out first (run again to go on). ``platform`` names the OpenMM platform (default: fastest)."""
-    from .alchemy import Schedule, set_state
+    from .alchemy import set_state
 
     if leg not in LEGS:
         raise ValueError(f"leg must be one of {LEGS}, got {leg!r}")
     protocol = protocol or default_protocol()
     folder = Path(folder)
     solvated, vacuum = leg_setups(smiles, folder, protocol)
-    schedule = Schedule.decoupling(protocol.electrostatics, protocol.sterics)
     solvent = leg == "solvent"
     return sample_leg(
-        solvated if solvent else vacuum, protocol, solvent, folder / leg, schedule.states, set_state,
+        solvated if solvent else vacuum, protocol, solvent, folder / leg, protocol.schedule.states, set_state,
         protocol.samples, protocol.steps_per_sample, protocol.equilibration_steps, protocol.timestep_fs,
         platform, max_minutes, progress,
     )  # fmt: skip
 
 
-def _analyse(protocol: HydrationProtocol, folder: Path) -> dict:
-    from .sampling import replica_exchange_statistics
-
-    leg = analyse_leg(folder, protocol.temperature)
-    if protocol.sampler == "replica_exchange":
-        stats = replica_exchange_statistics(folder)
-        leg["replica_exchange"] = {"acceptance": [None if np.isnan(a) else float(a) for a in stats["acceptance"]],
-                                   "round_trips": stats["round_trips"]}  # fmt: skip
-    return leg
-
-
-def sampling_lengths(legs: dict[str, dict], n_states: int, samples: int, steps_per_sample: int,
-                     equilibration_steps: int, timestep_fs: float) -> tuple[dict[str, float], list[str]]:
-    """Simulated ns of each analysed leg (its states' equilibration plus the samples every state
-    has) and a flag for each leg stopped before ``samples`` per state."""
-    from ..units import NS_PER_FS
-
-    ns, flags = {}, []
-    for name, leg in legs.items():
-        done = min(leg["samples_per_state"])
-        ns[name] = n_states * (done * steps_per_sample + equilibration_steps) * timestep_fs * NS_PER_FS
-        if done < samples:
-            flags.append(f"{name}: {done} of the protocol's {samples} samples per state (stopped early)")
-    return ns, flags
-
-
 def summarise(smiles: str, folder: str | os.PathLike[str], protocol: HydrationProtocol | None = None) -> dict:
     """ΔG_hyd from the samples both legs stored so far (complete or not: the summary says how
     many each state has and how long was simulated); written to ``folder/summary.json``."""
-    from ..units import KCAL_TO_KJ
-    from .alchemy import Schedule
+    from ..units import kt
+    from .analysis import analyse_leg, by_leg, exchange_flags, leg_flags, sampling_lengths
 
     protocol = protocol or default_protocol()
     folder = Path(folder)
-    schedule = Schedule.decoupling(protocol.electrostatics, protocol.sterics)
-    water, gas = _analyse(protocol, folder / "solvent"), _analyse(protocol, folder / "vacuum")
-    fw, fv = water["result"], gas["result"]
+    schedule = protocol.schedule
+    legs = {name: analyse_leg(folder / name, protocol.temperature) for name in LEGS}
+    water, gas = legs["solvent"], legs["vacuum"]
+    fw, fv = water.result, gas.result
     solvated, _ = leg_setups(smiles, folder, protocol)
     dispersion = solute_dispersion_correction(solvated, protocol)
     # decoupling removes the (negative) correction of the coupled state: dF_decouple rises by -u
     decouple_solvent = fw.value_kt - dispersion
     value = fv.value_kt - decouple_solvent
     error = float(np.hypot(fv.error_kt, fw.error_kt))
-    kt_kcal = fw.kt_in_kj_per_mol / KCAL_TO_KJ
-    flags = leg_flags(water, gas)
-    for name, leg in (("solvent", water), ("vacuum", gas)):
-        for k, a in enumerate(leg.get("replica_exchange", {}).get("acceptance", [])):
-            if a is not None and a < MIN_ACCEPTANCE:
-                flags.append(f"{name}: replica exchange between states {k} and {k + 1} accepted {a:.1%} of swaps "
-                             f"(< {MIN_ACCEPTANCE:.0%}): add states between them")  # fmt: skip
-    ns, stopped = sampling_lengths({"solvent": water, "vacuum": gas}, len(schedule), protocol.samples,
-                                   protocol.steps_per_sample, protocol.equilibration_steps, protocol.timestep_fs)  # fmt: skip
-    flags += stopped
+    kt_kcal = kt(protocol.temperature, "kcal/mol")
+    lengths = sampling_lengths(legs, len(schedule), protocol.samples, protocol.steps_per_sample,
+                               protocol.equilibration_steps, protocol.timestep_fs)  # fmt: skip
+    flags = leg_flags(legs) + exchange_flags(legs) + lengths.flags
+
     summary = {
         "smiles": smiles, "temperature_K": protocol.temperature,
         "dG_hydration_kt": value, "dG_hydration_error_kt": error,
@@ -360,17 +296,17 @@ def summarise(smiles: str, folder: str | os.PathLike[str], protocol: HydrationPr
         "dF_decouple_solvent_kt": decouple_solvent, "dF_decouple_vacuum_kt": fv.value_kt,
         "dF_decouple_solvent_sampled_kt": fw.value_kt, "solute_dispersion_correction_kt": dispersion,
         "states": [s.name for s in schedule.states],
-        "samples_per_state": {"solvent": water["samples_per_state"], "vacuum": gas["samples_per_state"]},
-        "uncorrelated_per_state": {"solvent": water["uncorrelated_per_state"], "vacuum": gas["uncorrelated_per_state"]},
+        "samples_per_state": by_leg(legs, "samples_per_state"),
+        "uncorrelated_per_state": by_leg(legs, "uncorrelated_per_state"),
         "sample_interval_ps": protocol.steps_per_sample * protocol.timestep_fs / 1000.0,
-        "simulated_ns_per_leg": ns, "sampler": protocol.sampler,
-        "ns_per_day_per_state": {"solvent": water["ns_per_day_per_state"], "vacuum": gas["ns_per_day_per_state"]},
-        "neighbour_overlaps": {"solvent": water["neighbour_overlaps"], "vacuum": gas["neighbour_overlaps"]},
+        "simulated_ns_per_leg": lengths.ns_per_leg, "sampler": protocol.sampler,
+        "ns_per_day_per_state": by_leg(legs, "ns_per_day_per_state"),
+        "neighbour_overlaps": by_leg(legs, "neighbour_overlaps"),
         "flags": flags, "protocol": dataclasses.asdict(protocol),
     }  # fmt: skip
     if protocol.sampler == "replica_exchange":
-        summary["replica_exchange"] = {"solvent": water["replica_exchange"], "vacuum": gas["replica_exchange"]}
-    (folder / "summary.json").write_text(json.dumps(summary, indent=1))
+        summary["replica_exchange"] = {name: leg.replica_exchange.to_dict() for name, leg in legs.items()}
+    write_json(folder / "summary.json", summary)
     return summary
 
 

@@ -23,14 +23,14 @@ include X–H stretching.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .hydration import HydrationProtocol, analyse_leg, default_protocol, leg_flags, leg_system
+from ..files import write_json
+from .hydration import ML_SECTION, HydrationProtocol, default_protocol, leg_system, protocol_path
 
 LAMBDA = "lambda_interpolate"  # openmm-ml's global parameter for interpolate=True
 
@@ -52,6 +52,20 @@ class EndStateProtocol:
             raise ValueError(f"lambdas must run from 0 (MM) to 1 (ML), got {self.lambdas}")
         if any(b <= a for a, b in zip(self.lambdas, self.lambdas[1:])):
             raise ValueError(f"lambdas must increase, got {self.lambdas}")
+
+    @classmethod
+    def from_yaml(cls, path: str | os.PathLike[str]) -> EndStateProtocol:
+        """The ``mm_to_ml`` section of the protocol file ``path`` (or a shipped protocol's name)
+        over these defaults (all defaults when the file has none)."""
+        import yaml
+
+        values = (yaml.safe_load(protocol_path(path).read_text()) or {}).get(ML_SECTION) or {}
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"{path}: unknown keys {unknown} in {ML_SECTION}; the keys are those of EndStateProtocol")
+        if "lambdas" in values:
+            values["lambdas"] = tuple(float(v) for v in values["lambdas"])
+        return cls(**values)
 
 
 def _set_lambda(context: Any, value: float) -> None:
@@ -120,36 +134,34 @@ def summarise_ml(smiles: str, potential: str, folder: str | os.PathLike[str], pr
                  path: EndStateProtocol | None = None) -> dict:  # fmt: skip
     """ΔΔG(MM→ML) from the samples both ML legs stored so far; written to
     ``folder/ml_correction.json``."""
-    from ..units import KCAL_TO_KJ
-    from .hydration import sampling_lengths
+    from ..units import kt
+    from .analysis import analyse_leg, by_leg, leg_flags, sampling_lengths
 
     protocol = protocol or default_protocol()
     path = path or EndStateProtocol()
     folder = Path(folder)
-    water = analyse_leg(folder / "ml_solvent", protocol.temperature)
-    gas = analyse_leg(folder / "ml_vacuum", protocol.temperature)
-    fw, fv = water["result"], gas["result"]
+    legs = {name: analyse_leg(folder / f"ml_{name}", protocol.temperature) for name in ("solvent", "vacuum")}
+    fw, fv = legs["solvent"].result, legs["vacuum"].result
     value = fw.value_kt - fv.value_kt
     error = float(np.hypot(fw.error_kt, fv.error_kt))
-    kt_kcal = fw.kt_in_kj_per_mol / KCAL_TO_KJ
-    ns, stopped = sampling_lengths({"solvent": water, "vacuum": gas}, len(path.lambdas), path.samples,
-                                   path.steps_per_sample, path.equilibration_steps, path.timestep_fs)  # fmt: skip
-    flags = leg_flags(water, gas) + stopped
+    kt_kcal = kt(protocol.temperature, "kcal/mol")
+    lengths = sampling_lengths(legs, len(path.lambdas), path.samples, path.steps_per_sample, path.equilibration_steps,
+                               path.timestep_fs)  # fmt: skip
     summary = {
         "smiles": smiles, "potential": potential, "temperature_K": protocol.temperature,
         "ddG_mm_to_ml_kt": value, "ddG_mm_to_ml_error_kt": error,
         "ddG_mm_to_ml_kcal_per_mol": value * kt_kcal, "ddG_mm_to_ml_error_kcal_per_mol": error * kt_kcal,
         "dG_mm_to_ml_solvent_kt": fw.value_kt, "dG_mm_to_ml_vacuum_kt": fv.value_kt,
         "lambdas": list(path.lambdas),
-        "samples_per_state": {"solvent": water["samples_per_state"], "vacuum": gas["samples_per_state"]},
-        "uncorrelated_per_state": {"solvent": water["uncorrelated_per_state"], "vacuum": gas["uncorrelated_per_state"]},
-        "simulated_ns_per_leg": ns,
+        "samples_per_state": by_leg(legs, "samples_per_state"),
+        "uncorrelated_per_state": by_leg(legs, "uncorrelated_per_state"),
+        "simulated_ns_per_leg": lengths.ns_per_leg,
         "sampler": protocol.sampler,
-        "ns_per_day_per_window": {"solvent": water["ns_per_day_per_state"], "vacuum": gas["ns_per_day_per_state"]},
-        "neighbour_overlaps": {"solvent": water["neighbour_overlaps"], "vacuum": gas["neighbour_overlaps"]},
-        "flags": flags, "protocol": dataclasses.asdict(path),
+        "ns_per_day_per_window": by_leg(legs, "ns_per_day_per_state"),
+        "neighbour_overlaps": by_leg(legs, "neighbour_overlaps"),
+        "flags": leg_flags(legs) + lengths.flags, "protocol": dataclasses.asdict(path),
     }  # fmt: skip
-    (folder / "ml_correction.json").write_text(json.dumps(summary, indent=1))
+    write_json(folder / "ml_correction.json", summary)
     return summary
 
 

@@ -33,7 +33,8 @@ resumed run draws exactly the samples an uninterrupted one would (on the same pl
 machine; a Monte Carlo barostat's adaptive step size is not part of OpenMM's checkpoint).
 
 :func:`sampling_speed` reports each state's simulation speed (ns/day) from the wall time spent
-in dynamics.
+in dynamics. :func:`wall_clock_budget` gives either sampler a callback that stops it at the
+first checkpoint after a number of minutes (:class:`BudgetSpent`), to be resumed later.
 """
 
 from __future__ import annotations
@@ -53,8 +54,24 @@ from ..files import replacing, write_text
 REPLICA_EXCHANGE_CHECKPOINT = "replica_exchange.npz"
 
 
-def _kt_kj_per_mol(temperature: float) -> float:
-    return units.BOLTZMANN_EV_PER_K * temperature * units.EV_TO_KJ_PER_MOL
+class BudgetSpent(Exception):
+    """Raised by a :func:`wall_clock_budget` callback when its time is up; ``args[0]`` is the
+    samples (or iterations) done."""
+
+
+def wall_clock_budget(max_minutes: float | None) -> Callable[[int], None] | None:
+    """A sampler ``callback`` that raises :class:`BudgetSpent` at the first checkpoint after
+    ``max_minutes`` of wall-clock time from now (None: no budget). The samplers checkpoint
+    before they call it, so nothing sampled is lost."""
+    if max_minutes is None:
+        return None
+    end = time.monotonic() + 60.0 * max_minutes
+
+    def check(done: int) -> None:
+        if time.monotonic() > end:
+            raise BudgetSpent(done)
+
+    return check
 
 
 def _claim(folder: Path, settings: dict) -> None:
@@ -145,7 +162,7 @@ def sample_windows(
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    kt = _kt_kj_per_mol(temperature)
+    kt = units.kt(temperature)
     n_states = len(states)
     _claim(folder, {"n_states": n_states, "temperature": temperature, "steps_per_sample": steps_per_sample,
                     "timestep_fs": timestep_fs, "friction_per_ps": friction_per_ps, "seed": seed})  # fmt: skip
@@ -293,7 +310,7 @@ def sample_replica_exchange(
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    kt = _kt_kj_per_mol(temperature)
+    kt = units.kt(temperature)
     n_states = len(states)
     _claim(folder, {"sampler": "replica_exchange", "n_states": n_states, "temperature": temperature,
                     "steps_per_sample": steps_per_sample, "timestep_fs": timestep_fs,
