@@ -39,6 +39,10 @@ class Registry(Generic[T]):
             raise ValueError(f"a {self.kind} needs a non-empty string name, got {name!r}")
         self._items[name] = item
 
+    def unregister(self, name: str) -> None:
+        """Forget ``name`` (tests that register throw-away plugins clean up with this)."""
+        self._items.pop(name, None)
+
     def _read_entry_points(self) -> None:
         if self._entry_points_read:
             return

@@ -32,6 +32,8 @@ from typing import Any, Iterable
 import numpy as np
 
 from .. import units
+from ..potential import Potential
+from ..potential_file import is_long_range, read_header
 
 try:
     import openmm
@@ -82,10 +84,17 @@ class AtomMLPotentialImpl(MLPotentialImpl):
         self.name = name
         self.defaults = args
 
-    def getMLLongRange(self) -> bool:
-        """atomml's architectures are short-ranged (cutoff): openmm-ml keeps the MM long-range
-        electrostatics among the ML atoms in mixed systems."""
-        return False
+    def getMLLongRange(self) -> bool | None:
+        """Whether the potential has a long-range energy term (e.g. Coulomb): openmm-ml's
+        mechanical embedding then leaves the ML atoms' long-range electrostatics to it. None
+        (unknown: openmm-ml asks for its ``mlLongRange`` option) when the potential is named only
+        in ``createSystem``'s arguments."""
+        potential = self.defaults.get("potential")
+        if potential is None:
+            return None
+        if isinstance(potential, Potential):
+            return potential.long_range
+        return is_long_range(read_header(potential))
 
     def addForces(self, topology: Any, system: Any, atoms: Iterable[int] | None, forceGroup: int, **args: Any) -> None:
         options = {**self.defaults, **args}
