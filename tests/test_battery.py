@@ -6,23 +6,19 @@ import pytest
 import torch
 
 from atomml import testing
-from atomml.models import create
+from atomml.models import available, create, tiny_hyperparameters
 
 ELEMENTS = [1, 6, 8, 29]
-SMALL = {
-    "schnet": dict(n_atom_basis=16, n_filters=16, n_interactions=2, n_rbf=8),
-    "tensornet": dict(hidden_channels=16, num_layers=2, num_rbf=8),
-}
-CUTOFF = 3.5
 
 
 def make(arch: str, dtype: torch.dtype):
+    """The architecture's tiny preset (3.5 Å for atomml's own)."""
     torch.manual_seed(0)
-    potential = create(arch, elements=ELEMENTS, cutoff=CUTOFF, atomic_energies={1: -0.5, 6: -1.0}, **SMALL[arch])
+    potential = create(arch, elements=ELEMENTS, atomic_energies={1: -0.5, 6: -1.0}, **tiny_hyperparameters(arch, ELEMENTS))
     return potential.to(dtype)
 
 
-ARCHS = sorted(SMALL)
+ARCHS = available()  # every registered architecture, plugins included
 DTYPES = [torch.float32, torch.float64]
 
 
@@ -109,6 +105,17 @@ def test_nve_conservation(arch, dtype):
     # 1 Å apart can run into each other within the 100 fs (an overlap error, not a drift)
     crystal = testing.random_crystal(ELEMENTS, 10, seed=2, min_distance=1.7, density=0.05)
     testing.check_nve_conservation(make(arch, dtype), crystal * (2, 2, 2), steps=200)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_isolated_atoms(arch, dtype):
+    testing.check_isolated_atoms(make(arch, dtype))
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_fragment_additivity(arch, molecule):
+    testing.check_fragment_additivity(make(arch, torch.float64), molecule, testing.random_molecule(ELEMENTS, 6, seed=7))
 
 
 @pytest.mark.parametrize("arch", ARCHS)

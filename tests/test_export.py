@@ -9,18 +9,15 @@ import torch
 import atomml
 from atomml import testing
 from atomml.export import PotentialModule, energy_and_forces
-from atomml.models import create
+from atomml.models import available, create, tiny_hyperparameters
 
 ELEMENTS = [1, 6, 8]
 
 
-SMALL = {"tensornet": dict(hidden_channels=16, num_rbf=8), "schnet": dict(n_atom_basis=16, n_filters=16, n_rbf=8)}
-
-
-@pytest.fixture(scope="module", params=sorted(SMALL))
+@pytest.fixture(scope="module", params=available())  # every registered architecture
 def setup(request):
     torch.manual_seed(0)
-    potential = create(request.param, elements=ELEMENTS, cutoff=4.0, **SMALL[request.param]).double()
+    potential = create(request.param, elements=ELEMENTS, **tiny_hyperparameters(request.param, ELEMENTS)).double()
     molecule = testing.random_molecule(ELEMENTS, 12, seed=1)
     crystal = testing.random_crystal(ELEMENTS, 20, seed=2)
     slab = testing.random_crystal(ELEMENTS, 15, seed=3, pbc=(True, True, False))
@@ -46,8 +43,8 @@ def test_module_equals_potential(setup):
 def test_exported_program_saved_loaded_and_run_on_other_sizes(setup, tmp_path):
     potential, module, molecule, crystal, slab = setup
     program = torch.export.export(module, module.example_inputs([crystal, molecule]), dynamic_shapes=module.dynamic_shapes())
-    torch.export.save(program, tmp_path / "tensornet.pt2")
-    loaded = torch.export.load(tmp_path / "tensornet.pt2").module()
+    torch.export.save(program, tmp_path / "potential.pt2")
+    loaded = torch.export.load(tmp_path / "potential.pt2").module()
     for structures in ([slab], [molecule, crystal, slab, molecule]):
         assert_close(energy_and_forces(loaded, module.example_inputs(structures)), reference(potential, structures))
 
@@ -60,3 +57,17 @@ def test_compiles_to_one_graph(setup):
     compiled = torch.compile(module, fullgraph=True, dynamic=True, backend="aot_eager")
     for structures in ([crystal, molecule], [slab]):
         assert_close(energy_and_forces(compiled, module.example_inputs(structures)), reference(potential, structures))
+
+
+def test_energy_terms_compile_and_export(tmp_path):
+    """Terms run inside the one core energy function, so they compile into the same graph."""
+    torch.manual_seed(1)
+    potential = create("tensornet", elements=ELEMENTS, terms=[{"name": "zbl", "cutoff": 2.0}, {"name": "d2", "cutoff": 3.0}],
+                       **tiny_hyperparameters("tensornet", ELEMENTS)).double()  # fmt: skip
+    module = PotentialModule(potential)
+    molecule, crystal = testing.random_molecule(ELEMENTS, 12, seed=1), testing.random_crystal(ELEMENTS, 20, seed=2)
+    torch._dynamo.reset()
+    compiled = torch.compile(module, fullgraph=True, dynamic=True, backend="aot_eager")
+    assert_close(energy_and_forces(compiled, module.example_inputs([crystal, molecule])), reference(potential, [crystal, molecule]))
+    program = torch.export.export(module, module.example_inputs([crystal, molecule]), dynamic_shapes=module.dynamic_shapes())
+    assert_close(energy_and_forces(program.module(), module.example_inputs([molecule, crystal])), reference(potential, [molecule, crystal]))

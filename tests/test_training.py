@@ -47,6 +47,23 @@ def _config(tmp_path: Path, name: str, **changes) -> TrainConfig:
     return TrainConfig(**values)
 
 
+@pytest.mark.parametrize("architecture", atomml.models.available())  # every registered architecture
+def test_every_architecture_trains_with_an_energy_term(architecture, copper, tmp_path):
+    """The tiny preset of each architecture, with a ZBL term: a few steps lower the loss, and the
+    saved potential (terms included) reloads with the errors the trainer reported."""
+    hyper = atomml.models.tiny_hyperparameters(architecture, [29, 47])
+    config = _config(tmp_path, architecture, architecture=architecture, hyperparameters=hyper,
+                     terms=[{"name": "zbl", "cutoff": 2.0}], max_steps=16, valid_every=16)  # fmt: skip
+    trainer = Trainer(config, train_data=copper)
+    before = trainer._sharded_errors(trainer.valid_data)
+    report = trainer.fit()
+    assert report["test"]["valid"]["force_mae_meV_per_A"] < before["force_mae_meV_per_A"]
+    saved = atomml.load_potential(Path(config.output) / "potential.safetensors", dtype=torch.float64)
+    assert [t["name"] for t in atomml.read_header(Path(config.output) / "potential.safetensors")["energy_terms"]] == ["zbl"]
+    again = atomml.training.evaluate(saved, trainer.valid_data)[0]
+    assert again["force_mae_meV_per_A"] == pytest.approx(report["test"]["valid"]["force_mae_meV_per_A"], rel=1e-6)
+
+
 def _max_difference(a: torch.nn.Module, b: torch.nn.Module) -> float:
     return max(float((x - y).abs().max()) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 

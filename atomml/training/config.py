@@ -8,6 +8,7 @@ names are errors, so a typo never silently falls back to a default. Example
     model:
       architecture: tensornet
       hyperparameters: {hidden_channels: 64, num_layers: 2, cutoff: 5.0}
+      terms: [{name: zbl, cutoff: 2.0}]   # optional energy terms (atomml.terms)
     data:
       train: ../data/generated/organic/organic_train_pool.extxyz
       split_by: molecule        # or "structure"
@@ -37,7 +38,7 @@ from typing import Any
 
 PATH_KEYS = ("train", "valid", "init_from", "output")  # file paths besides test_sets
 SECTIONS = {
-    "model": ("architecture", "hyperparameters", "name", "description", "init_from"),
+    "model": ("architecture", "hyperparameters", "terms", "name", "description", "init_from"),
     "data": ("train", "valid", "test_sets", "split_by", "valid_fraction", "test_fraction", "split_seed", "cache", "report_by"),
     "loss": ("energy_weight", "forces_weight", "stress_weight"),
     "optimizer": (
@@ -54,6 +55,8 @@ class TrainConfig:
     # model
     architecture: str = "tensornet"
     hyperparameters: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # energy terms added to the architecture (atomml.terms), e.g. [{name: zbl, cutoff: 2.0}]
+    terms: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     name: str = "potential"
     description: str = ""
     init_from: str | None = None  # start from this potential's weights (fine-tuning, a second stage)

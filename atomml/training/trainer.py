@@ -151,6 +151,7 @@ class Trainer:
             atomic_energies=reference_energies(self.train_data, elements),
             energy_scale=scale,
             metadata={"name": c.name, "description": c.description},
+            terms=c.terms,
             **hyper,
         )
         return potential.to(device=self.device, dtype=self.dtype)
