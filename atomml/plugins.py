@@ -74,6 +74,7 @@ class Registry(Generic[T]):
         return item
 
     def names(self) -> list[str]:
+        self._entry_points_read = False  # a listing includes plugins installed since the last one
         self._read_entry_points()
         return sorted(self._items)
 

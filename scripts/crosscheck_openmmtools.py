@@ -37,7 +37,7 @@ from atomml.fe.estimators import mbar
 from atomml.fe.hydration import default_protocol, leg_system
 from atomml.fe.sampling import read_u_kn, replica_exchange_statistics, sample_replica_exchange, sampling_speed
 from atomml.mm import solvated_molecule
-from atomml.units import BOLTZMANN_EV_PER_K, EV_TO_KJ_PER_MOL, KCAL_TO_KJ, NS_PER_FS
+from atomml.units import KCAL_TO_KJ, NS_PER_FS, kt
 
 ROOT = Path(__file__).resolve().parent.parent
 KJ = unit.kilojoule_per_mole
@@ -259,7 +259,7 @@ def main() -> None:
         return
     legs = free_energy_leg(work / "free_energy", protocol, args.quick)
     a, t = legs["atomml"], legs["openmmtools"]
-    kt_kj = BOLTZMANN_EV_PER_K * protocol.temperature * EV_TO_KJ_PER_MOL
+    kt_kj = kt(protocol.temperature)
     shift = np.array(report["energies"]["C"]["openmmtools_minus_atomml_kj_per_mol"])  # [config][state]
     # u_tools = u_atomml + c(state, V): the difference of the shifts between the ends is what the two
     # decoupling free energies must differ by (c depends on the volume only, which barely moves)

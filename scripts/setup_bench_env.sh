@@ -10,7 +10,7 @@
 # actually import (found by importing until nothing was missing): dirsync, fasteners, h5py,
 # omegaconf, pytorch-lightning (brings torchmetrics), torch-ema, pyyaml.
 # atomml.convert.schnetpack.import_schnetpack defines torch.utils.data.dataloader.T_co before
-# importing schnetpack (it imports a name torch removed). tests/test_schnet_schnetpack.py runs
+# importing schnetpack (it imports a name torch removed). tests/integration/test_schnet_schnetpack.py runs
 # its slow agreement check in this environment when it exists.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

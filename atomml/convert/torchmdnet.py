@@ -3,7 +3,7 @@
 The model's ``std`` becomes the energy scale, an enabled ``Atomref`` prior the per-element
 reference energies, and the ``ZBL``, ``Coulomb`` and ``D2`` priors atomml's energy terms of the
 same names (:mod:`atomml.terms`), so that the converted potential gives the energies and
-forces of the torchmd-net model (``tests/test_tensornet_torchmdnet.py``, ``tests/test_terms.py``).
+forces of the torchmd-net model (``tests/unit/test_tensornet_torchmdnet.py``, ``tests/unit/test_terms.py``).
 torchmd-net's models take positions in the dataset's length unit and return energies in its
 energy unit; atomml's are Å and eV, so priors (which say their units) must use those.
 """

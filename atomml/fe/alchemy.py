@@ -14,7 +14,7 @@ Coupling strengths go from 1 (fully interacting) to 0 (decoupled), as the conven
   (r/sigma)^6)], finite at r = 0 for lambda < 1 (``alpha`` = 0.5); the solute's own LJ stays
   at full strength in a second CustomNonbondedForce.
 
-At full coupling the System's energy equals the original's (tests/test_fe_alchemy.py). The
+At full coupling the System's energy equals the original's (tests/integration/test_fe_alchemy.py). The
 environment's own long-range dispersion correction is kept unchanged; the solute's is off
 unless ``dispersion_correction=True``. It is a function of the volume and ``lambda_sterics``
 only, zero when decoupled, so a workflow can sample without it and add it to the fully coupled

@@ -5,7 +5,7 @@ multiplied elementwise by a filter W(d_ij) that a two-layer network makes from a
 expansion of the distance and a cosine cutoff, summed over neighbours, mapped back and added
 as a residual. A two-layer readout gives per-atom energies. Shifted softplus throughout, as in
 the paper (schnetpack's ``Atomwise`` readout defaults to SiLU; built with shifted softplus it
-computes exactly this model: ``tests/test_schnet_schnetpack.py``);
+computes exactly this model: ``tests/integration/test_schnet_schnetpack.py``);
 Xavier-uniform weights and zero biases, as schnetpack initialises them.
 
 One change of evaluation order, exact in arithmetic: the filter depends on the distance only,

@@ -11,7 +11,7 @@ and adds a normalised update and its square. The readout is an MLP of the Froben
 I, A and S. Total charge enters as the factor (1 + 0.1 Q) of torchmd-net.
 
 Same function as ``torchmdnet.models.tensornet.TensorNet`` + the ``Scalar`` output head
-(``from_torchmdnet`` converts a model; ``tests/test_tensornet_torchmdnet.py`` checks
+(``from_torchmdnet`` converts a model; ``tests/unit/test_tensornet_torchmdnet.py`` checks
 energies and forces against it to float64 round-off), evaluated in a different order:
 
 - everything that depends on the distance only (radial basis, cutoff, the three embedding

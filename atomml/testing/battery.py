@@ -3,7 +3,7 @@
 Each ``check_*`` function takes a :class:`~atomml.potential.Potential` (and structures where
 relevant), runs the check and raises ``AssertionError`` with a message saying what broke. None
 needs pytest: a plugin's own test suite, or a plain script, can call them. Every registered
-architecture gets the whole battery (``tests/test_battery.py`` loops over the registry);
+architecture gets the whole battery (``tests/unit/test_battery.py`` loops over the registry);
 layers are checked on their own with :func:`atomml.testing.check_equivariant`.
 """
 
@@ -194,7 +194,7 @@ def check_nve_conservation(potential: Potential, atoms: Atoms, steps: int = 200,
     dyn.run(steps)
     energies = np.array(energies)
     spread = float(energies.max() - energies.min()) / len(atoms)
-    kt = units.BOLTZMANN_EV_PER_K * temperature
+    kt = units.kt(temperature, "eV")
     assert spread < 0.01 * kt, f"total energy varies by {spread:.3g} eV/atom over {steps} NVE steps (> 1% of kT)"
 
 
@@ -247,7 +247,7 @@ def check_isolated_atoms(potential: Potential) -> None:
     a large periodic cell (no image within the cutoff), and lone atoms far apart add up."""
     far = potential.cutoff + 1.0
     singles = []
-    for k, z in enumerate(potential.elements):
+    for z in potential.elements:
         alone = _evaluate(potential, _neutral(Atoms(numbers=[z], positions=[[0.3, -1.1, 2.0]])))
         energy = float(alone[keys.ENERGY][0])
         assert math.isfinite(energy), f"element Z={z}: isolated-atom energy is {energy}"

@@ -19,7 +19,6 @@ def make(arch: str, dtype: torch.dtype):
 
 
 ARCHS = available()  # every registered architecture, plugins included
-DTYPES = [torch.float32, torch.float64]
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +43,6 @@ def tiny_cell():
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("structure", ["molecule", "crystal", "slab", "tiny_cell"])
 def test_invariance(arch, dtype, structure, request):
     atoms = request.getfixturevalue(structure)
@@ -73,20 +71,17 @@ def test_stress_finite_difference(arch, structure, request):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_cutoff_smoothness(arch, dtype):
     testing.check_cutoff_smoothness(make(arch, dtype), element=6)
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("structure", ["crystal", "slab", "tiny_cell"])
 def test_supercell_additivity(arch, dtype, structure, request):
     testing.check_supercell_additivity(make(arch, dtype), request.getfixturevalue(structure))
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_batch_consistency(arch, dtype, molecule, crystal, tiny_cell):
     potential = make(arch, dtype)
     testing.check_batch_consistency(potential, [molecule, crystal, molecule[:5], tiny_cell])
@@ -99,7 +94,6 @@ def test_no_gradient_leak(arch, molecule, crystal, slab):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_nve_conservation(arch, dtype):
     # atoms well apart: a random-weight model has no short-range repulsion, and atoms that start
     # 1 Å apart can run into each other within the 100 fs (an overlap error, not a drift)
@@ -108,7 +102,6 @@ def test_nve_conservation(arch, dtype):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_isolated_atoms(arch, dtype):
     testing.check_isolated_atoms(make(arch, dtype))
 

@@ -326,17 +326,16 @@ def test_vectors_within_cutoff_and_pairs_reversible(backend):
     check_geometry(positions, cell, (True, True, False), cutoff, edge_index, shift)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_torch_backend_on_cuda_matches_cpu():
+def test_torch_backend_on_each_device_matches_the_cpu(device):
     structures = make_batch()
     positions = torch.tensor(np.concatenate([s[0] for s in structures]))
     cells = torch.tensor(np.stack([s[1] for s in structures]))
     pbc = torch.tensor(np.array([s[2] for s in structures]))
     batch = torch.tensor(np.concatenate([np.full(len(s[0]), b) for b, s in enumerate(structures)]))
     cpu = neighbor_list(positions, cells, pbc, 4.2, batch=batch, backend="torch")
-    gpu = neighbor_list(positions.cuda(), cells.cuda(), pbc.cuda(), 4.2, batch=batch.cuda(), backend="torch")
-    assert gpu[0].device.type == "cuda"
-    assert as_set(gpu[0].cpu(), gpu[1].cpu()) == as_set(*cpu)
+    moved = neighbor_list(positions.to(device), cells.to(device), pbc.to(device), 4.2, batch=batch.to(device), backend="torch")
+    assert moved[0].device.type == device.type
+    assert as_set(moved[0].cpu(), moved[1].cpu()) == as_set(*cpu)
 
 
 # --- errors ------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import torch
 from atomml.convert.schnetpack import from_schnetpack_state, to_schnetpack_state
 from atomml.models import create
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BENCH_PYTHON = ROOT / ".bench-venv" / "bin" / "python"
 SMALL = dict(cutoff=4.0, n_atom_basis=16, n_filters=12, n_rbf=6)
 

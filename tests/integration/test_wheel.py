@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 # what the build reads: the configuration, the readme (metadata) and the shipped folders
 BUILD_INPUTS = ("pyproject.toml", "setup.py", "README.md", "atomml/", "potentials/", "md/")
 
@@ -91,3 +91,26 @@ def test_installed_copy_runs_the_command_line(built, tmp_path):
     assert not outside, f"atomml modules imported from outside the installed copy: {outside}"
     assert "tensornet" in info.lower()
     assert "usage" in _run([*python, "-m", "atomml.cli", "train", "--help"], tmp_path, env).lower()
+
+
+def test_installed_copy_loads_every_shipped_potential_and_preset(built, tmp_path):
+    """The wheel carries the shipped potentials, their cards and the training presets, and they
+    load by name from the installed copy."""
+    import json
+
+    import atomml
+
+    _, site_dir, source = built
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site_dir), *site.getsitepackages()])}
+    script = (
+        "import json, atomml, atomml.resources as r\n"
+        "names = sorted(atomml.shipped_potentials())\n"
+        "for n in names: atomml.load_potential(n)\n"
+        "print(json.dumps({'file': atomml.__file__, 'names': names, "
+        "'cards': all(p.with_suffix('.md').exists() for p in atomml.shipped_potentials().values()), "
+        "'presets': sorted(p.name for p in r.resource_folder('potentials').glob('*.yaml'))}))\n"
+    )
+    seen = json.loads(_run([sys.executable, "-S", "-c", script], tmp_path, env).strip().splitlines()[-1])
+    assert Path(seen["file"]).is_relative_to(site_dir)
+    assert seen["names"] == sorted(atomml.shipped_potentials()) and seen["cards"]
+    assert seen["presets"] == sorted(p.name for p in (source / "potentials").glob("*.yaml"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -33,6 +35,19 @@ def test_properties_match_the_potential(potential):
     np.testing.assert_allclose(atoms.get_stress(), direct["stress"][0].detach().numpy(), rtol=1e-12, atol=1e-12)
     assert atoms.get_potential_energies().sum() == pytest.approx(atoms.get_potential_energy(), rel=1e-10)
     potential.to(torch.float32)
+
+
+def test_calculator_on_each_device_and_dtype(potential, device, dtype, tolerance):
+    """The calculator on the CPU (and a GPU where present) in float32 and float64 gives the
+    float64 CPU potential's numbers, within the dtype's tolerance."""
+    atoms = bulk("Cu", cubic=True) * (2, 2, 1)
+    atoms.rattle(0.05, seed=2)
+    reference = copy.deepcopy(potential).double()(atomml.from_ase(atoms, dtype=torch.float64), compute_stress=True)
+    atoms.calc = atomml.AtomMLCalculator(copy.deepcopy(potential), device=device, dtype=dtype)
+    rtol, atol = tolerance
+    np.testing.assert_allclose(atoms.get_potential_energy(), float(reference["energy"][0].detach()), rtol=rtol, atol=atol * len(atoms))
+    np.testing.assert_allclose(atoms.get_forces(), reference["forces"].detach().numpy(), rtol=rtol, atol=atol)
+    np.testing.assert_allclose(atoms.get_stress(), reference["stress"][0].detach().numpy(), rtol=rtol, atol=atol)
 
 
 def test_neighbor_list_reused_within_skin(potential):

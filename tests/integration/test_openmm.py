@@ -161,7 +161,7 @@ def test_nve_energy_conserved_over_2000_steps():
         integrator.step(100)
         state = context.getState(getEnergy=True)
         energies.append((state.getPotentialEnergy() + state.getKineticEnergy()).value_in_unit(unit.kilojoule_per_mole))
-    kt = units.BOLTZMANN_EV_PER_K * 300 * units.EV_TO_KJ_PER_MOL
+    kt = units.kt(300)
     spread = (max(energies) - min(energies)) / len(atoms)
     assert spread < 0.01 * kt, f"total energy varies by {spread:.3g} kJ/mol per atom over 2,000 steps"
 

@@ -1,0 +1,33 @@
+"""Fixtures shared by the unit and integration tests.
+
+- ``dtype``: each test that takes it runs in float32 and float64 (``tolerance`` gives the
+  battery's (rtol, atol) for it: ``atomml.testing.TOLERANCES``);
+- ``device``: the CPU, and CUDA where a GPU is present, so the same tests check both.
+
+Slow checks carry ``@pytest.mark.slow`` and run with ``./test.sh -m slow``.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from atomml.testing import TOLERANCES
+
+DTYPES = (torch.float32, torch.float64)
+DEVICES = ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
+
+
+@pytest.fixture(params=DTYPES, ids=lambda d: str(d).replace("torch.", ""))
+def dtype(request) -> torch.dtype:
+    return request.param
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> torch.device:
+    return torch.device(request.param)
+
+
+@pytest.fixture
+def tolerance(dtype) -> tuple[float, float]:
+    return TOLERANCES[dtype]
