@@ -114,3 +114,29 @@ def test_fragment_additivity(arch, molecule):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_bad_inputs(arch, molecule):
     testing.check_bad_inputs(make(arch, torch.float32), molecule)
+
+
+def test_battery_runs_without_pytest():
+    """A plugin's own test script can run the battery where pytest is not installed."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "sys.modules['pytest'] = None  # importing pytest now fails, as where it is not installed\n"
+        "import torch\n"
+        "from atomml import testing\n"
+        "from atomml.models import create, tiny_hyperparameters\n"
+        "p = create('schnet', elements=[1, 8], **tiny_hyperparameters('schnet', [1, 8]))\n"
+        "m = testing.random_molecule([1, 8], 6, seed=1)\n"
+        "testing.check_bad_inputs(p, m)\n"
+        "testing.check_isolated_atoms(p)\n"
+        "testing.check_equivariant(lambda v: v * v.norm(dim=-1, keepdim=True), [torch.randn(4, 3)], [testing.vector()], testing.vector())\n"
+        "try:\n"
+        "    testing.check_equivariant(lambda v: v + 1.0, [torch.randn(4, 3)], [testing.vector()], testing.vector())\n"
+        "except AssertionError:\n"
+        "    print('caught')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip().endswith("caught")
