@@ -35,6 +35,10 @@ PS = 1000.0 * FS
 EV_PER_A3_TO_GPA = ELEMENTARY_CHARGE_C / 1e-30 / 1e9
 
 SECONDS_PER_DAY = 86400.0
+PS_PER_FS = 1e-3
+FS_PER_PS = 1000.0
+KJ_PER_J = 1e-3
+EV_PER_MEV = 1e-3
 NS_PER_FS = 1e-6
 
 # Electrostatics (CODATA 2018): e^2 / (4 pi epsilon_0) in eV·Å, and the Bohr radius in Å

@@ -30,8 +30,9 @@ from collections.abc import Sequence
 import numpy as np
 from ase import Atoms
 
+from .. import units
+
 BOND_FACTOR, BREAK_FACTOR, FORM_FACTOR = 1.2, 1.5, 1.0  # × the sum of covalent radii
-FS_PER_PS = 1000.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,7 +191,7 @@ class BondMonitor:
         event = self.check(atoms)
         if event is None:
             return
-        time_ps = None if self.timestep_fs is None else step * self.timestep_fs / FS_PER_PS
+        time_ps = None if self.timestep_fs is None else step * self.timestep_fs * units.PS_PER_FS
         self.event = dataclasses.replace(event, step=step, time_ps=time_ps)
         if self.raise_on_change:
             raise BondChangeError(self.event)

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import units
+
 
 def _calculator(potential: str, device: str | None, dtype: str):
     from ..interfaces.ase import AtomMLCalculator
@@ -148,7 +150,7 @@ def demo(args: argparse.Namespace) -> int:
         "molecule": name,
         "atoms": len(atoms),
         "steps": result.steps_done,
-        "simulated_ps": round(result.steps_done * settings.timestep_fs / 1000, 3),
+        "simulated_ps": round(result.steps_done * settings.timestep_fs * units.PS_PER_FS, 3),
         "ns_per_day": round(result.ns_per_day, 3),
         "mean_temperature_K": round(result.mean_temperature, 1),
         "force_mae_vs_GFN2_xTB_meV_per_A": round(1000 * float(np.mean(force_errors)), 1),

@@ -106,7 +106,7 @@ def run_md(
         epot = atoms.get_potential_energy()
         ekin = atoms.get_kinetic_energy()
         temperature = float(atoms.get_temperature())
-        t_ps = step * settings.timestep_fs / 1000.0
+        t_ps = step * settings.timestep_fs * units.PS_PER_FS
         temperatures.append(temperature)
         energies.append((t_ps, epot + ekin))
         with open(trajectory, "a") as f:

@@ -97,7 +97,7 @@ def run_openmm_md(
         integrator = openmm.VerletIntegrator(dt)
     else:
         integrator = openmm.LangevinMiddleIntegrator(
-            settings.temperature * unit.kelvin, settings.friction_per_fs * 1000.0 / unit.picosecond, dt
+            settings.temperature * unit.kelvin, settings.friction_per_fs * units.FS_PER_PS / unit.picosecond, dt
         )
     args = (system, integrator) + ((openmm.Platform.getPlatformByName(platform),) if platform else ())
     context = openmm.Context(*args)
@@ -134,7 +134,7 @@ def run_openmm_md(
         epot = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole) * units.KJ_PER_MOL_TO_EV
         ekin = state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole) * units.KJ_PER_MOL_TO_EV
         temperature = 2 * ekin / (max(dof, 1) * units.BOLTZMANN_EV_PER_K)
-        t_ps = step * settings.timestep_fs / 1000.0
+        t_ps = step * settings.timestep_fs * units.PS_PER_FS
         temperatures.append(temperature)
         energies.append((t_ps, epot + ekin))
         dcd.writeModel(state.getPositions(), periodicBoxVectors=state.getPeriodicBoxVectors())

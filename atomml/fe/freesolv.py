@@ -17,6 +17,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .. import units
+
 # FreeSolv 0.52 (Mobley & Guthrie 2014): experimental and GAFF-calculated ΔG_hyd, kcal/mol
 MOLECULES = {
     "methane": {"smiles": "C", "experiment": 2.00, "freesolv_gaff": 2.45},
@@ -63,7 +65,7 @@ class FreeSolvReport:
 
 
 def _ps_per_state(summary: dict, steps_per_sample: int, timestep_fs: float) -> float:
-    return min(summary["samples_per_state"]["solvent"]) * steps_per_sample * timestep_fs / 1000
+    return min(summary["samples_per_state"]["solvent"]) * steps_per_sample * timestep_fs * units.PS_PER_FS
 
 
 def report(workdir: str | os.PathLike[str], potential: str = ML_POTENTIAL,

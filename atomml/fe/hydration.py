@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import units
 from ..files import write_json, write_text
 
 SAMPLERS = ("windows", "replica_exchange")
@@ -298,7 +299,7 @@ def summarise(smiles: str, folder: str | os.PathLike[str], protocol: HydrationPr
         "states": [s.name for s in schedule.states],
         "samples_per_state": by_leg(legs, "samples_per_state"),
         "uncorrelated_per_state": by_leg(legs, "uncorrelated_per_state"),
-        "sample_interval_ps": protocol.steps_per_sample * protocol.timestep_fs / 1000.0,
+        "sample_interval_ps": protocol.steps_per_sample * protocol.timestep_fs * units.PS_PER_FS,
         "simulated_ns_per_leg": lengths.ns_per_leg, "sampler": protocol.sampler,
         "ns_per_day_per_state": by_leg(legs, "ns_per_day_per_state"),
         "neighbour_overlaps": by_leg(legs, "neighbour_overlaps"),

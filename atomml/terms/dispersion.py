@@ -36,7 +36,7 @@ GRIMME_D2 = (
     (37.32, 1.672), (38.71, 1.804), (38.44, 1.881), (31.74, 1.892), (31.50, 1.892), (29.99, 1.881),
 )  # fmt: skip
 # J nm^6 / mol -> eV Å^6
-C6_TO_EV_A6 = 1e-3 * units.KJ_PER_MOL_TO_EV * units.NM_TO_ANGSTROM**6
+C6_TO_EV_A6 = units.KJ_PER_J * units.KJ_PER_MOL_TO_EV * units.NM_TO_ANGSTROM**6
 
 
 @dataclasses.dataclass(frozen=True)

@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .. import keys
+from .. import keys, units
 from ..data import Dataset, group_split, load_dataset, random_split, reference_energies
 from ..data.dataset import atom_indices
 from ..files import write_json
@@ -295,11 +295,11 @@ class Trainer:
     def _validate(self) -> None:
         c, s = self.config, self.state
         metrics = self._sharded_errors(self.valid_data)
-        score = c.energy_weight * (metrics["energy_rmse_meV_per_atom"] / 1000) ** 2
+        score = c.energy_weight * (metrics["energy_rmse_meV_per_atom"] * units.EV_PER_MEV) ** 2
         if c.forces_weight > 0 and "force_rmse_meV_per_A" in metrics:
-            score += c.forces_weight * (metrics["force_rmse_meV_per_A"] / 1000) ** 2
+            score += c.forces_weight * (metrics["force_rmse_meV_per_A"] * units.EV_PER_MEV) ** 2
         if c.stress_weight > 0 and "stress_rmse_meV_per_A3" in metrics:
-            score += c.stress_weight * (metrics["stress_rmse_meV_per_A3"] / 1000) ** 2
+            score += c.stress_weight * (metrics["stress_rmse_meV_per_A3"] * units.EV_PER_MEV) ** 2
         if c.scheduler == "plateau" and s["step"] >= c.warmup_steps:
             self.plateau.step(score)
         improved = score < s["best_valid"]
