@@ -95,6 +95,7 @@ def info(args: argparse.Namespace) -> int:
         f"architecture:  {header['architecture']}  {hp}",
         f"elements:      {' '.join(header['elements'])}",
         f"cutoff:        {header['cutoff']} Å",
+        f"energy terms:  {_terms_line(header)}",
         f"dtype:         {header['dtype']}",
         f"atomml:        {header['atomml_version']}",
     ]
@@ -102,6 +103,17 @@ def info(args: argparse.Namespace) -> int:
         lines.append(f"{key + ':':<14} {value}")
     print("\n".join(lines))
     return 0
+
+
+def _terms_line(header: dict) -> str:
+    """The energy terms of a potential file, e.g. ``zbl (cutoff=2.0); coulomb (...) — long-range``."""
+    from ..potential_file import is_long_range
+
+    terms = header.get("energy_terms", [])
+    if not terms:
+        return "none"
+    text = "; ".join(f"{t['name']} ({', '.join(f'{k}={v}' for k, v in t.get('config', {}).items())})" for t in terms)
+    return text + (" — long-range" if is_long_range(header) else "")
 
 
 DEMO_POTENTIAL = "tensornet-organic-gfn2"

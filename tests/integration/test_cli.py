@@ -19,7 +19,7 @@ from ase.io import read, write
 import atomml
 from atomml.cli import main
 from atomml.dynamics import MDSettings, run_md
-from atomml.models import create
+from atomml.models import create, tiny_hyperparameters
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +46,17 @@ def test_info(potential_file, capsys):
     assert main(["info", str(potential_file)]) == 0
     text = capsys.readouterr().out
     assert "schnet" in text and "Cu" in text and "4.0 Å" in text
+    assert "energy terms:  none" in text
     assert main(["info", str(potential_file), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["architecture"] == "schnet"
+
+
+def test_info_names_energy_terms_and_long_range(tmp_path, capsys):
+    potential = create("schnet", elements=[1, 8], terms=[{"name": "zbl", "cutoff": 2.0}, {"name": "coulomb"}],
+                       **tiny_hyperparameters("schnet", [1, 8]))  # fmt: skip
+    assert main(["info", str(atomml.save_potential(potential, tmp_path / "p"))]) == 0
+    text = capsys.readouterr().out
+    assert "format version 2" in text and "zbl (cutoff=2.0); coulomb (" in text and "long-range" in text
 
 
 # An absolute path on POSIX or Windows, anywhere in a string ("/home/...", "C:\\...", "D:/...").
