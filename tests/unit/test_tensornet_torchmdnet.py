@@ -222,3 +222,10 @@ def test_priors_convert_to_energy_terms(monkeypatch):
     # the terms matter: without them the energies differ
     potential.terms = torch.nn.ModuleList()
     assert np.abs(run_atomml(potential, batch)[0] - theirs[0]).min() > 1e-3
+
+
+def test_old_converter_path_warns_and_gives_the_same_function():
+    import atomml.models.tensornet as old_home
+
+    with pytest.warns(DeprecationWarning, match="atomml.convert.torchmdnet"):
+        assert old_home.from_torchmdnet is from_torchmdnet
