@@ -24,16 +24,20 @@ T = 300.0
 STATES = [0.0, 0.25, 0.5, 0.75, 1.0]
 
 
-def oscillator():
+def one_particle(energy: str, **parameters: float):
+    """A 12 amu particle in the external potential ``energy`` with these global parameters."""
     system = openmm.System()
     system.addParticle(12.0)
-    force = openmm.CustomExternalForce("0.5*(k0 + lambda*(k1 - k0))*(x^2 + y^2 + z^2)")
-    force.addGlobalParameter("lambda", 0.0)
-    force.addGlobalParameter("k0", K0)
-    force.addGlobalParameter("k1", K1)
+    force = openmm.CustomExternalForce(energy)
+    for name, value in parameters.items():
+        force.addGlobalParameter(name, value)
     force.addParticle(0, [])
     system.addForce(force)
     return system
+
+
+def oscillator():
+    return one_particle("0.5*(k0 + lambda*(k1 - k0))*(x^2 + y^2 + z^2)", **{"lambda": 0.0, "k0": K0, "k1": K1})
 
 
 def set_lambda(context, lam):
@@ -87,14 +91,7 @@ def run_hrex(folder, samples, states=STATES, system=None, set_state=set_lambda, 
 
 def shifted_oscillator():
     """The K0 oscillator with its centre moved along x by the global parameter ``shift`` (nm)."""
-    system = openmm.System()
-    system.addParticle(12.0)
-    force = openmm.CustomExternalForce("0.5*k0*((x - shift)^2 + y^2 + z^2)")
-    force.addGlobalParameter("shift", 0.0)
-    force.addGlobalParameter("k0", K0)
-    force.addParticle(0, [])
-    system.addForce(force)
-    return system
+    return one_particle("0.5*k0*((x - shift)^2 + y^2 + z^2)", shift=0.0, k0=K0)
 
 
 def set_shift(context, shift):
