@@ -25,6 +25,7 @@ from .nn.scatter import scatter_sum
 
 MAX_Z = 118
 MIN_DISTANCE = 0.1  # Å; closer atoms are overlapping (a duplicated atom, a broken structure)
+MIN_CELL_VOLUME = 1e-9  # Å^3; a smaller cell does not span three dimensions: no stress
 VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
 
 
@@ -209,7 +210,7 @@ class Potential(nn.Module):
         strain = None
         if compute_stress:
             volume = torch.abs(torch.linalg.det(cell))
-            if bool((volume < 1e-9).any()):
+            if bool((volume < MIN_CELL_VOLUME).any()):
                 raise InputError("stress needs a cell with non-zero volume: give every structure a full 3D cell")
             strain = torch.zeros((num_graphs, 3, 3), dtype=dtype, device=positions.device, requires_grad=True)
             grad_inputs.append(strain)

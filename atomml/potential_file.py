@@ -77,7 +77,7 @@ def save_potential(potential: Potential, path: str | os.PathLike[str]) -> Path:
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     with replacing(path) as tmp:  # never leave a half-written file under the real name
-        save_file(tensors, str(tmp), metadata={"format": FORMAT, "format_version": str(2 if terms else 1), "header": json.dumps(header)})
+        save_file(tensors, str(tmp), metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION if terms else 1), "header": json.dumps(header)})
     os.chmod(path, 0o644)  # safetensors creates files readable by the owner only
     return path
 

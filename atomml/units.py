@@ -24,6 +24,8 @@ BOLTZMANN_EV_PER_K = BOLTZMANN_J_PER_K / ELEMENTARY_CHARGE_C
 
 # Length
 NM_TO_ANGSTROM = 10.0
+METRE_PER_ANGSTROM = 1e-10
+METRE_PER_NM = 1e-9
 ANGSTROM_TO_NM = 0.1
 
 # Time: ASE's unit of time is Å * sqrt(amu / eV).

@@ -22,8 +22,6 @@ from ..models import create
 from ..models.tensornet import ACTIVATIONS
 from ..potential import Potential
 
-ANGSTROM_M = 1e-10
-NM_M = 1e-9
 # torchmd-net's Scalar head sums with its scatter; its training script's --reduce-op default is
 # "add", an alias of "sum" there
 SUM_REDUCTIONS = ("sum", "add")
@@ -33,9 +31,10 @@ TORCHMDNET_COULOMB_J_M = 2.30707e-28
 
 def _check_units(prior: Any) -> None:
     name = type(prior).__name__
-    distance = float(getattr(prior, "distance_scale", ANGSTROM_M))
+    distance = float(getattr(prior, "distance_scale", units.METRE_PER_ANGSTROM))
     energy = float(getattr(prior, "energy_scale", units.ELEMENTARY_CHARGE_C))
-    if not (math.isclose(distance, ANGSTROM_M, rel_tol=1e-9) and math.isclose(energy, units.ELEMENTARY_CHARGE_C, rel_tol=1e-9)):
+    in_angstrom = math.isclose(distance, units.METRE_PER_ANGSTROM, rel_tol=1e-9)
+    if not (in_angstrom and math.isclose(energy, units.ELEMENTARY_CHARGE_C, rel_tol=1e-9)):
         raise ValueError(
             f"from_torchmdnet: the {name} prior works in a dataset with distance_scale={distance} m and "
             f"energy_scale={energy} J; atomml potentials take Å and return eV (1e-10 m, "
@@ -65,8 +64,8 @@ def _terms(priors: list[Any]) -> tuple[list[dict[str, Any]], torch.Tensor | None
             # torchmd-net measures the switch in nm (it converts positions to nm first) and then
             # converts the energy as if distances were in the dataset's unit; its Coulomb
             # constant has six digits
-            exact = units.COULOMB_EV_ANGSTROM * units.ELEMENTARY_CHARGE_C * ANGSTROM_M
-            scale = NM_M / float(prior.distance_scale) * TORCHMDNET_COULOMB_J_M / exact
+            exact = units.COULOMB_EV_ANGSTROM * units.ELEMENTARY_CHARGE_C * units.METRE_PER_ANGSTROM
+            scale = units.METRE_PER_NM / float(prior.distance_scale) * TORCHMDNET_COULOMB_J_M / exact
             if abs(scale - 1.0) > 1e-5:
                 warnings.warn(
                     f"from_torchmdnet: torchmd-net's Coulomb prior gives {scale:.4g} times the Coulomb energy "

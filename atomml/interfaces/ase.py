@@ -18,11 +18,8 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from .. import keys
 from ..graph import AtomicGraph, from_ase
 from ..neighbors import neighbor_list
-from ..potential import Potential
+from ..potential import MIN_CELL_VOLUME, Potential
 from ..potential_file import load_potential
-
-# Below this volume (Å^3) a cell does not span three dimensions: no stress.
-MIN_CELL_VOLUME = 1e-9
 
 
 class AtomMLCalculator(Calculator):

@@ -310,13 +310,9 @@ def __getattr__(name: str) -> Any:
     # first access (not at import): the converter imports this module.
     if name == "from_torchmdnet":
         import importlib
-        import warnings
 
-        warnings.warn(
-            "atomml.models.tensornet.from_torchmdnet moved to atomml.convert.torchmdnet.from_torchmdnet; "
-            "the old name goes in the next release",
-            DeprecationWarning,
-            stacklevel=2,
-        )
+        from .._deprecation import warn_moved
+
+        warn_moved("atomml.models.tensornet.from_torchmdnet", "atomml.convert.torchmdnet.from_torchmdnet")
         return importlib.import_module("atomml.convert.torchmdnet").from_torchmdnet
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -53,11 +53,11 @@ def pair_energies_per_atom(pair_energy: Tensor, edge_index: Tensor, num_atoms: i
     return 0.5 * scatter_sum(pair_energy, edge_index[0], num_atoms)
 
 
-def edges_within(inputs: TermInputs, cutoff: float) -> tuple[Tensor, Tensor, Tensor]:
-    """(mask (E,), i, distances (E,)) of the inputs' edges; distances beyond ``cutoff`` are
+def edges_within(inputs: TermInputs, cutoff: float) -> tuple[Tensor, Tensor]:
+    """(mask (E,), distances (E,)) of the inputs' edges; distances beyond ``cutoff`` are
     replaced by ``cutoff`` so that expressions stay finite where the mask drops them.
 
     A mask rather than a selection keeps shapes static (``torch.export``)."""
     d = inputs.edge_vec.norm(dim=1)
     within = d < cutoff
-    return within, inputs.edge_index[0], torch.where(within, d, torch.full_like(d, cutoff))
+    return within, torch.where(within, d, torch.full_like(d, cutoff))

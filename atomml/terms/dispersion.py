@@ -72,7 +72,7 @@ class D2(EnergyTerm):
 
     def forward(self, inputs: TermInputs) -> Tensor:
         cfg = self.config
-        within, _, r = edges_within(inputs, float(cfg.cutoff))
+        within, r = edges_within(inputs, float(cfg.cutoff))
         zi, zj = inputs.atomic_numbers[inputs.edge_index[0]], inputs.atomic_numbers[inputs.edge_index[1]]
         c6, r0 = self.c6.to(r.dtype), self.r0.to(r.dtype)
         c6_ij = torch.sqrt(c6[zi] * c6[zj])

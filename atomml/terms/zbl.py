@@ -44,7 +44,7 @@ class ZBL(EnergyTerm):
 
     def forward(self, inputs: TermInputs) -> Tensor:
         cutoff = float(self.config.cutoff)
-        within, _, d = edges_within(inputs, cutoff)
+        within, d = edges_within(inputs, cutoff)
         z = inputs.atomic_numbers.to(d.dtype)
         zi, zj = z[inputs.edge_index[0]], z[inputs.edge_index[1]]
         x = d * (zi**0.23 + zj**0.23) / (SCREENING * units.BOHR_RADIUS_ANGSTROM)

@@ -80,7 +80,7 @@ class TinyRepulsion(EnergyTerm):
     config_cls = TinyRepulsionConfig
 
     def forward(self, inputs):
-        within, _, d = edges_within(inputs, self.config.cutoff)
+        within, d = edges_within(inputs, self.config.cutoff)
         energy = self.config.strength * (1.0 - d / self.config.cutoff) ** 3 * within.to(d.dtype)
         return pair_energies_per_atom(energy, inputs.edge_index, inputs.positions.shape[0])
 '''
