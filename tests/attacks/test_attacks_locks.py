@@ -36,10 +36,9 @@ def test_second_writer_is_refused_and_named(tmp_path):
 
 
 def test_same_process_cannot_hold_one_output_twice(tmp_path):
-    with output_lock(tmp_path / "run"):
-        with pytest.raises(OutputInUseError):
-            with output_lock(tmp_path / "run"):
-                pass
+    with output_lock(tmp_path / "run"), pytest.raises(OutputInUseError):
+        with output_lock(tmp_path / "run"):
+            pass
 
 
 def test_lock_of_a_killed_owner_is_stale_and_taken_over(tmp_path):
@@ -63,9 +62,8 @@ def test_lock_file_with_garbage_and_no_owner_is_taken_over(tmp_path):
 
 def test_lock_released_when_the_block_raises(tmp_path):
     out = tmp_path / "x"
-    with pytest.raises(KeyError):
-        with output_lock(out):
-            raise KeyError("boom")
+    with pytest.raises(KeyError), output_lock(out):
+        raise KeyError("boom")
     with output_lock(out):
         pass
 
