@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from .errors import InputError
+from .neighbors import check_cells, neighbor_list
 
 
 @dataclasses.dataclass
@@ -86,7 +87,6 @@ class AtomicGraph:
 
     def with_neighbors(self, cutoff: float, backend: str = "auto") -> AtomicGraph:
         """Return a copy with ``edge_index`` and ``cell_shift`` for ``cutoff`` (Å)."""
-        from .neighbors import neighbor_list
 
         edge_index, cell_shift = neighbor_list(
             self.positions, self.cell, self.pbc, cutoff, batch=self.batch, backend=backend
@@ -137,11 +137,41 @@ def _single(
     )
 
 
+def total_charge(value: Any, source: str = "the total charge") -> float:
+    """``value`` as a total charge (e): a finite real number, else :class:`InputError` naming
+    ``source`` (where the value came from, e.g. ``atoms.info["charge"]``).
+
+    A fractional charge is accepted with a warning: atomml's potentials are trained on
+    molecules and ions, whose total charges are integers, so a fractional one lies outside
+    every training set (it is legitimate in, e.g., a fractional-charge alchemical path).
+    """
+    import numbers
+    import warnings
+
+    if isinstance(value, np.ndarray) and value.shape == ():
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InputError(
+            f"{source} must be a number of elementary charges, got {value!r} ({type(value).__name__}); "
+            "give an integer such as 0, 1 or -1"
+        )
+    charge = float(value)
+    if not np.isfinite(charge):
+        raise InputError(f"{source} is {charge}: give a finite total charge such as 0, 1 or -1")
+    if abs(charge - round(charge)) > 1e-6:  # not the round-off of a sum of partial charges
+        warnings.warn(
+            f"{source} is {charge}, not an integer: potentials are trained on integer total charges, "
+            "so this is outside the training data",
+            stacklevel=3,
+        )
+    return charge
+
+
 def _ase_charge(atoms: Any) -> float:
     if "charge" in atoms.info:
-        return float(atoms.info["charge"])
+        return total_charge(atoms.info["charge"], 'atoms.info["charge"]')
     if atoms.has("initial_charges"):
-        return float(atoms.get_initial_charges().sum())
+        return total_charge(float(atoms.get_initial_charges().sum()), "the sum of the initial charges")
     return 0.0
 
 
@@ -171,7 +201,7 @@ def from_pymatgen(structure: Any, dtype: torch.dtype | None = None) -> AtomicGra
     if isinstance(structure, (list, tuple)):
         return batch_graphs([from_pymatgen(s, dtype) for s in structure])
     numbers = np.array([site.specie.Z for site in structure])
-    charge = float(getattr(structure, "charge", 0.0) or 0.0)
+    charge = total_charge(getattr(structure, "charge", 0.0) or 0.0, "the structure's charge")
     if hasattr(structure, "lattice"):
         cell = structure.lattice.matrix
         pbc = np.asarray(getattr(structure.lattice, "pbc", (True, True, True)), dtype=bool)
@@ -226,24 +256,3 @@ def check_graph(graph: AtomicGraph) -> None:
         if not bool(torch.isfinite(graph.partial_charges).all()):
             raise InputError("the partial (initial) charges contain NaN or inf: give finite per-atom charges")
     check_cells(graph.cell, graph.pbc)
-
-
-def check_cells(cell: Tensor, pbc: Tensor) -> None:
-    """Periodic lattice vectors must be linearly independent (a non-zero volume)."""
-    if not bool(pbc.any()):
-        return
-    # Gram determinant of the periodic vectors, batched: non-periodic rows are zeroed and get a
-    # 1 on the Gram diagonal, which leaves the determinant of the periodic block unchanged.
-    vectors = cell.double() * pbc.unsqueeze(-1)
-    gram = vectors @ vectors.transpose(1, 2)
-    gram = gram + torch.diag_embed((~pbc).double())
-    scale = torch.where(pbc, (vectors**2).sum(dim=-1), torch.ones_like(gram[..., 0])).prod(dim=-1)
-    singular = pbc.any(dim=1) & ~(torch.linalg.det(gram) > 1e-12 * scale.clamp(min=1e-300))
-    if bool(singular.any()):
-        b = int(torch.nonzero(singular)[0])
-        axes = "".join("abc"[k] for k in range(3) if bool(pbc[b, k]))
-        raise InputError(
-            f"structure {b}: the periodic lattice vectors ({axes}) are singular or zero "
-            f"(cell = {cell[b].tolist()}): give a cell with non-zero volume along the periodic "
-            "axes, or set pbc=False for axes that are not periodic"
-        )

@@ -140,14 +140,18 @@ class Potential(nn.Module):
         needs a longer cutoff, so that it compiles and exports. ``single_cell``: all edges use
         ``cell[0]`` (one structure), a cheaper product than a per-edge cell.
         """
-        edge_vec = edge_vectors(positions, cell, batch, edge_index, cell_shift, single_cell)
+        # Geometry in the inputs' precision (float64 from every interface): r_j - r_i is formed
+        # before any rounding, so the result does not depend on where the structure sits in
+        # space; only the short edge vectors are cast to the network's dtype.
+        edge_vec = edge_vectors(positions, cell, batch, edge_index, cell_shift, single_cell).to(self.dtype)
         arch_index, arch_shift, arch_vec = edge_index, cell_shift, edge_vec
         if self.cutoff > self.architecture_cutoff:
             # a term reaches further than the architecture: give it only its own edges
             keep = torch.nonzero(edge_vec.detach().norm(dim=1) < self.architecture_cutoff).squeeze(1)
             arch_index, arch_shift, arch_vec = edge_index[:, keep], cell_shift[keep], edge_vec[keep]
         atomic_numbers = self.z_of_species[species]
-        graph = AtomicGraph(positions=positions, atomic_numbers=atomic_numbers, batch=batch, cell=cell, pbc=pbc,
+        graph = AtomicGraph(positions=positions.to(self.dtype), atomic_numbers=atomic_numbers, batch=batch,
+                            cell=cell.to(self.dtype), pbc=pbc,
                             total_charge=total_charge, edge_index=arch_index, cell_shift=arch_shift,
                             partial_charges=partial_charges)  # fmt: skip
         out = as_output(self.model(graph, species, arch_index, arch_vec))
@@ -172,8 +176,10 @@ class Potential(nn.Module):
     ) -> dict[str, Tensor]:
         """Energy (B,), per-atom energies (N,), forces (N, 3) and stress (B, 6) on request.
 
-        The graph's floating fields are used in the potential's dtype; if it has no edges,
-        the neighbour list is built here. ``create_graph=True`` keeps the derivative graph
+        Positions and cell are used in float64 when the graph holds them in float64 (as every
+        atomml interface does), so that edge vectors are exact wherever the structure sits; the
+        network runs in the potential's dtype. If the graph has no edges, the neighbour list is
+        built here. ``create_graph=True`` keeps the derivative graph
         (for training on forces).
         """
         check_graph(graph)
@@ -181,8 +187,9 @@ class Potential(nn.Module):
         if graph.edge_index is None or graph.cell_shift is None:
             graph = graph.with_neighbors(self.cutoff)
         dtype = self.dtype
-        positions = graph.positions.to(dtype)
-        cell = graph.cell.to(dtype)
+        geometry = torch.promote_types(graph.positions.dtype, dtype)
+        positions = graph.positions.to(geometry)
+        cell = graph.cell.to(geometry)
         edge_index, cell_shift = graph.edge_index, graph.cell_shift
         assert edge_index is not None and cell_shift is not None
         single_cell = graph.num_graphs == 1
@@ -212,7 +219,7 @@ class Potential(nn.Module):
             volume = torch.abs(torch.linalg.det(cell))
             if bool((volume < MIN_CELL_VOLUME).any()):
                 raise InputError("stress needs a cell with non-zero volume: give every structure a full 3D cell")
-            strain = torch.zeros((num_graphs, 3, 3), dtype=dtype, device=positions.device, requires_grad=True)
+            strain = torch.zeros((num_graphs, 3, 3), dtype=geometry, device=positions.device, requires_grad=True)
             grad_inputs.append(strain)
             symmetric = 0.5 * (strain + strain.transpose(1, 2))
             positions = positions + torch.bmm(positions.unsqueeze(1), symmetric[graph.batch]).squeeze(1)

@@ -13,13 +13,19 @@ from typing import Any
 
 import numpy as np
 import torch
-from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.calculators.calculator import (
+    Calculator,
+    PropertyNotImplementedError,
+    all_changes,
+)
 
 from .. import keys
-from ..graph import AtomicGraph, from_ase
+from ..graph import AtomicGraph, check_graph, from_ase
 from ..neighbors import neighbor_list
 from ..potential import MIN_CELL_VOLUME, Potential
 from ..potential_file import load_potential
+
+INFO_INPUTS = ("charge",)  # the keys of atoms.info that the calculator reads
 
 
 class AtomMLCalculator(Calculator):
@@ -76,6 +82,15 @@ class AtomMLCalculator(Calculator):
         self._stress_wanted = False
         self._edges: tuple[torch.Tensor, torch.Tensor] | None = None
 
+    def check_state(self, atoms: Any, tol: float = 1e-15) -> list[str]:
+        """ASE's changes plus those in ``atoms.info`` that the calculator reads (the total
+        charge): ASE itself does not look at ``info``, and a changed charge must not return
+        the previous energy."""
+        changes = super().check_state(atoms, tol)
+        if self.atoms is not None and any(repr(atoms.info.get(k)) != repr(self.atoms.info.get(k)) for k in INFO_INPUTS):
+            changes.append("info")
+        return changes
+
     def _needs_rebuild(self, atoms: Any) -> bool:
         ref = self._reference
         if ref is None or self._edges is None or len(atoms) != len(ref["positions"]):
@@ -88,8 +103,10 @@ class AtomMLCalculator(Calculator):
         return bool(displacement.max(initial=0.0) > 0.5 * self.skin)
 
     def _graph(self, atoms: Any) -> AtomicGraph:
-        graph = from_ase(atoms, dtype=self.dtype).to(self.device)
+        # float64 geometry whatever the network's dtype: see Potential.forward
+        graph = from_ase(atoms, dtype=torch.float64).to(self.device)
         if self._needs_rebuild(atoms):
+            check_graph(graph)  # the potential's own checks, before the neighbour list sees the input
             self._edges = neighbor_list(
                 graph.positions, graph.cell, graph.pbc, self.potential.cutoff + self.skin,
                 batch=graph.batch, backend=self.neighbor_backend,

@@ -32,6 +32,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from .. import units
+from ..graph import total_charge
 from ..potential import Potential
 from ..potential_file import is_long_range, read_header
 
@@ -63,7 +64,7 @@ class AtomMLComputation:
             raise ValueError(f"precision must be 'single' or 'double', got {precision!r}")
         self.periodic = bool(periodic)
         self.atoms = ase.Atoms(numbers=list(numbers), pbc=self.periodic)
-        self.atoms.info["charge"] = float(charge)
+        self.atoms.info["charge"] = total_charge(charge, "the charge option of createSystem")
         self.calculator = AtomMLCalculator(potential, device=device, dtype=dtypes[precision], skin=skin, compile=compile)
         self.atoms.calc = self.calculator
 

@@ -49,6 +49,7 @@ def neighbor_list(
         pbc = pbc.unsqueeze(0)
     if pbc.shape[0] != cell.shape[0]:
         pbc = pbc.expand(cell.shape[0], 3)
+    check_cells(cell, pbc.bool())  # before a backend meets a singular box with its own wording
     if batch is None:
         batch = torch.zeros(positions.shape[0], dtype=torch.long, device=positions.device)
     if backend == "auto":
@@ -61,4 +62,26 @@ def neighbor_list(
         return fn(positions.detach(), cell.detach(), pbc.bool(), float(cutoff), batch)
 
 
-__all__ = ["neighbor_list", "torch_neighbor_list", "vesin_neighbor_list", "BACKENDS"]
+
+def check_cells(cell: Tensor, pbc: Tensor) -> None:
+    """Periodic lattice vectors must be linearly independent (a non-zero volume)."""
+    if not bool(pbc.any()):
+        return
+    # Gram determinant of the periodic vectors, batched: non-periodic rows are zeroed and get a
+    # 1 on the Gram diagonal, which leaves the determinant of the periodic block unchanged.
+    vectors = cell.double() * pbc.unsqueeze(-1)
+    gram = vectors @ vectors.transpose(1, 2)
+    gram = gram + torch.diag_embed((~pbc).double())
+    scale = torch.where(pbc, (vectors**2).sum(dim=-1), torch.ones_like(gram[..., 0])).prod(dim=-1)
+    singular = pbc.any(dim=1) & ~(torch.linalg.det(gram) > 1e-12 * scale.clamp(min=1e-300))
+    if bool(singular.any()):
+        b = int(torch.nonzero(singular)[0])
+        axes = "".join("abc"[k] for k in range(3) if bool(pbc[b, k]))
+        raise InputError(
+            f"structure {b}: the periodic lattice vectors ({axes}) are singular or zero "
+            f"(cell = {cell[b].tolist()}): give a cell with non-zero volume along the periodic "
+            "axes, or set pbc=False for axes that are not periodic"
+        )
+
+
+__all__ = ["BACKENDS", "check_cells", "neighbor_list", "torch_neighbor_list", "vesin_neighbor_list"]
