@@ -3,17 +3,22 @@
 A run writes three files next to each other:
 - the trajectory (extended XYZ, one frame every ``interval`` steps, with momenta),
 - the log (one line per frame: step, time, energies, temperature),
-- a small JSON state file, rewritten atomically after each frame, recording the settings, the
-  step reached and the byte sizes of the trajectory and log at that point.
-Running the same command again resumes: the two files are cut back to the last recorded frame
-(dropping anything half-written when the run was killed) and MD continues from that frame's
-positions and momenta. A Langevin run resumed this way is statistically, not bitwise, the
-same trajectory (the random stream restarts).
+- the resume record (:mod:`atomml.dynamics.resume`), replaced atomically after each frame: the
+  run's fingerprint, the step reached, the byte sizes of trajectory and log at that point, and
+  the exact state (positions, momenta and cell as float64 bytes; for Langevin, the state of its
+  random stream).
+Running the same command again resumes: after checking that the output belongs to this very
+run, trajectory and log are cut back to the last recorded frame (dropping anything half-written
+when the run was killed) and MD continues from the recorded state, so the resumed run equals
+the uninterrupted one bit for bit wherever the forces are a deterministic function of the
+positions. (:class:`~atomml.interfaces.ase.AtomMLCalculator` with a Verlet skin reuses a
+neighbour list whose order depends on where it was built, which can change the last bit of a
+force: ``skin=0`` makes it deterministic.) The run holds the trajectory's lock
+(:func:`atomml.locks.output_lock`) throughout: a second run on the same output is refused.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -21,27 +26,32 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms
-from ase.io import read, write
+from ase.io import write
 
 from .. import units
-from ..files import write_json
-from .frames import LOG_HEADER, MDResult, MDSettings, md_result, read_run_state, run_in_frames
+from ..locks import output_lock
+from .frames import LOG_HEADER, MDResult, MDSettings, md_result, run_in_frames
+from .resume import (
+    calculator_identity,
+    cut_back,
+    decode,
+    encode,
+    fingerprint,
+    read_run_state,
+    state_path,
+    write_run_state,
+)
 
 
-def _state_path(trajectory: Path) -> Path:
-    return trajectory.with_name(trajectory.name + ".state.json")
-
-
-def _integrator(atoms: Atoms, settings: MDSettings) -> Any:
+def _integrator(atoms: Atoms, settings: MDSettings, rng: np.random.Generator) -> Any:
     dt = settings.timestep_fs * units.FS
     if settings.ensemble == "nve":
         from ase.md.verlet import VelocityVerlet
 
         return VelocityVerlet(atoms, timestep=dt)
-    from ase.md.langevin import Langevin
-
     # ASE >= 3.28: fixcm=False plus a FixCom constraint samples NVT correctly.
     from ase.constraints import FixCom
+    from ase.md.langevin import Langevin
 
     if not any(isinstance(c, FixCom) for c in atoms.constraints):
         atoms.set_constraint([*atoms.constraints, FixCom()])
@@ -51,8 +61,29 @@ def _integrator(atoms: Atoms, settings: MDSettings) -> Any:
         temperature_K=settings.temperature,
         friction=settings.friction_per_fs / units.FS,
         fixcm=False,
-        rng=np.random.default_rng(settings.seed),
+        rng=rng,
     )
+
+
+def _thermalize(atoms: Atoms, settings: MDSettings) -> None:
+    """Initial momenta at the settings' temperature, without drift (or rotation, if isolated)."""
+    from ase.md.velocitydistribution import Stationary, ZeroRotation, thermalize_momenta
+
+    thermalize_momenta(atoms, temperature_K=settings.temperature, rng=np.random.default_rng(settings.seed))
+    if len(atoms) > 1:  # one atom: removing its momentum would leave nothing to scale
+        Stationary(atoms)
+        if not atoms.pbc.any():
+            ZeroRotation(atoms)
+
+
+def _restore(atoms: Atoms, record: dict[str, Any], rng: np.random.Generator) -> None:
+    """Set ``atoms`` (and the Langevin random stream) to the recorded state, bit for bit."""
+    state = record["state"]
+    atoms.set_cell(decode(state["cell"]))
+    atoms.set_positions(decode(state["positions"]), apply_constraint=False)
+    atoms.set_momenta(decode(state["momenta"]), apply_constraint=False)
+    if state.get("rng") is not None:
+        rng.bit_generator.state = state["rng"]
 
 
 def run_md(
@@ -65,38 +96,44 @@ def run_md(
     progress: bool = True,
     on_frame: Callable[[Atoms, int], None] | None = None,
 ) -> MDResult:
-    """Run (or resume) MD of ``atoms`` with ``calculator``; see the module docstring."""
-    from ase.md.velocitydistribution import Stationary, ZeroRotation, thermalize_momenta
+    """Run (or resume) MD of ``atoms`` with ``calculator``; see the module docstring.
 
+    Raises :class:`~atomml.errors.OutputInUseError` if another run writes ``trajectory``,
+    :class:`~atomml.errors.ResumeMismatchError` if its output belongs to another run (other
+    potential, structure, charge, precision or settings), :class:`~atomml.errors.CheckpointError`
+    if the resume record or the files it describes are damaged.
+    """
     trajectory = Path(trajectory)
-    log_path = Path(log) if log is not None else trajectory.with_suffix(".log")
-    state_path = _state_path(trajectory)
-    settings_dict = dataclasses.asdict(settings)
-    trajectory.parent.mkdir(parents=True, exist_ok=True)
+    with output_lock(trajectory, "MD trajectory"):
+        return _run(atoms, calculator, settings, trajectory, Path(log) if log is not None else trajectory.with_suffix(".log"), restart, progress, on_frame)
+
+
+def _run(
+    atoms: Atoms,
+    calculator: Any,
+    settings: MDSettings,
+    trajectory: Path,
+    log_path: Path,
+    restart: bool,
+    progress: bool,
+    on_frame: Callable[[Atoms, int], None] | None,
+) -> MDResult:
+    record_path = state_path(trajectory)
+    identity = fingerprint("ase", atoms, *calculator_identity(calculator), settings)
+    rng = np.random.default_rng(settings.seed)  # the Langevin stream, recorded with each frame
+    atoms = atoms.copy()
 
     start_step = 0
-    if restart and state_path.exists():
-        state = read_run_state(state_path, settings, trajectory)
-        with open(trajectory, "r+b") as f:
-            f.truncate(state["trajectory_bytes"])
-        with open(log_path, "r+b") as f:
-            f.truncate(state["log_bytes"])
-        last = read(trajectory, index=-1, format="extxyz")
-        atoms = atoms.copy()
-        atoms.set_positions(last.get_positions())
-        atoms.set_cell(last.get_cell())
-        atoms.set_momenta(last.get_momenta())
-        start_step = int(state["step"])
+    if restart and record_path.exists():
+        record = read_run_state(record_path, identity, trajectory)
+        cut_back(trajectory, record["trajectory_bytes"], "trajectory")
+        cut_back(log_path, record["log_bytes"], "log")
+        _restore(atoms, record, rng)
+        start_step = int(record["step"])
     else:
-        atoms = atoms.copy()
-        for stale in (trajectory, log_path, state_path):
+        for stale in (trajectory, log_path, record_path):
             stale.unlink(missing_ok=True)
-        rng = np.random.default_rng(settings.seed)
-        thermalize_momenta(atoms, temperature_K=settings.temperature, rng=rng)
-        if len(atoms) > 1:  # one atom: removing its momentum would leave nothing to scale
-            Stationary(atoms)
-            if not atoms.pbc.any():
-                ZeroRotation(atoms)
+        _thermalize(atoms, settings)
     atoms.calc = calculator
 
     temperatures: list[float] = []
@@ -117,20 +154,18 @@ def run_md(
             if f.tell() == 0:
                 f.write(LOG_HEADER)
             f.write(f"{step} {t_ps:.6f} {epot:.8f} {ekin:.8f} {epot + ekin:.8f} {temperature:.3f}\n")
-        write_json(
-            state_path,
-            {
-                "settings": settings_dict,
-                "step": step,
-                "trajectory_bytes": trajectory.stat().st_size,
-                "log_bytes": log_path.stat().st_size,
-            },
-        )
+        state = {
+            "positions": encode(atoms.positions),
+            "momenta": encode(atoms.get_momenta()),
+            "cell": encode(atoms.cell.array),
+            "rng": rng.bit_generator.state if settings.ensemble == "nvt" else None,
+        }
+        write_run_state(record_path, identity, step, trajectory, log_path, state)
         if on_frame is not None:
             on_frame(atoms, step)
 
     if start_step == 0:
         record(0)
-    dyn = _integrator(atoms, settings)
+    dyn = _integrator(atoms, settings, rng)
     wall = run_in_frames(dyn.run, record, settings, start_step, temperatures, energies, progress, "MD")
     return md_result(settings, start_step, wall, temperatures, energies, len(atoms), trajectory, log_path)

@@ -2,15 +2,14 @@
 
 An engine (:mod:`atomml.dynamics.ase`, :mod:`atomml.dynamics.openmm`) advances its integrator
 and writes one frame every ``interval`` steps through :func:`run_in_frames`; after each frame it
-records a small JSON state (the settings, the step reached, the byte sizes of trajectory and
-log), so that running the same command again resumes from the last frame. The log has one line
-per frame (:data:`LOG_HEADER`), the same for every engine.
+replaces its resume record (:mod:`atomml.dynamics.resume`), so that running the same command
+again resumes from the last frame. The log has one line per frame (:data:`LOG_HEADER`), the same
+for every engine.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -60,18 +59,6 @@ class MDResult:
         out = dataclasses.asdict(self)
         out["trajectory"], out["log"] = str(self.trajectory), str(self.log)
         return out
-
-
-def read_run_state(path: Path, settings: MDSettings, trajectory: Path) -> dict[str, Any]:
-    """The state record of an earlier run, refused if it ran with other settings (only the
-    number of steps may change between runs: extending a run)."""
-    state = json.loads(path.read_text())
-    if {**state["settings"], "steps": settings.steps} != dataclasses.asdict(settings):
-        raise ValueError(
-            f"{trajectory} belongs to a run with other settings ({state['settings']}); "
-            "use another output name, or start over (--overwrite)"
-        )
-    return state
 
 
 def run_in_frames(

@@ -1,12 +1,16 @@
 """Molecular dynamics in OpenMM with an atomml potential, checkpointed so a killed run resumes.
 
 The OpenMM counterpart of :func:`atomml.dynamics.ase.run_md`, with the same settings
-(:class:`~atomml.dynamics.frames.MDSettings`), the same log format and the same resume rule: a run
-writes a DCD trajectory (one frame every ``interval`` steps), the log, and after each frame an
-OpenMM state (positions, velocities, box; XML) plus a small JSON record of the step reached
-and the byte sizes of trajectory and log, both replaced atomically. Running the same command
-again cuts trajectory and log back to the last recorded frame (fixing the DCD header's frame
-count) and continues from the saved state; a larger ``steps`` extends a finished run.
+(:class:`~atomml.dynamics.frames.MDSettings`), the same log format, the same lock and the same
+resume rule: a run writes a DCD trajectory (one frame every ``interval`` steps), the log, and
+after each frame its resume record (:mod:`atomml.dynamics.resume`: the run's fingerprint, the
+step reached, the byte sizes of trajectory and log, and the OpenMM state as XML, whose 17
+digits bring positions, velocities and box back bit for bit), replaced atomically as one file.
+Running the same command again checks that the output belongs to this run, cuts trajectory
+and log back to the last recorded frame (fixing the DCD header's frame count) and continues
+from the saved state; a larger ``steps`` extends a finished run. A resumed NVE run equals the
+uninterrupted one bit for bit on a deterministic platform (Reference, CPU); a resumed
+Langevin run draws a fresh random stream (OpenMM's integrator state is not portable).
 
 NVE uses OpenMM's ``VerletIntegrator``, NVT its ``LangevinMiddleIntegrator``. The whole
 structure is ML (``MLPotential("atomml").createSystem``); the centre-of-mass motion is removed.
@@ -14,7 +18,6 @@ structure is ML (``MLPotential("atomml").createSystem``); the centre-of-mass mot
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import struct
 from pathlib import Path
@@ -23,8 +26,16 @@ from typing import Any
 from ase import Atoms
 
 from .. import units
-from ..files import write_json, write_text
-from .frames import LOG_HEADER, MDResult, MDSettings, md_result, read_run_state, run_in_frames
+from ..locks import output_lock
+from .frames import LOG_HEADER, MDResult, MDSettings, md_result, run_in_frames
+from .resume import (
+    cut_back,
+    fingerprint,
+    potential_identity,
+    read_run_state,
+    state_path,
+    write_run_state,
+)
 
 
 def topology(atoms: Atoms) -> Any:
@@ -48,8 +59,8 @@ def topology(atoms: Atoms) -> Any:
 
 def _truncate_dcd(path: Path, size: int, frames: int) -> None:
     """Cut a DCD file to ``size`` bytes holding ``frames`` frames, and say so in its header."""
+    cut_back(path, size, "trajectory")
     with open(path, "r+b") as f:
-        f.truncate(size)
         f.seek(12)
         first, interval = struct.unpack("<2i", f.read(8))
         f.seek(8)
@@ -70,27 +81,42 @@ def run_openmm_md(
     device: str | None = None,
     platform: str | None = None,
 ) -> MDResult:
-    """Run (or resume) OpenMM MD of ``atoms`` with an atomml potential (object, file or name)."""
-    import openmm
-    from openmm import app, unit
-    from openmmml import MLPotential
+    """Run (or resume) OpenMM MD of ``atoms`` with an atomml potential (object, file or name).
 
+    Raises as :func:`atomml.dynamics.ase.run_md` does: another run on ``trajectory``
+    (:class:`~atomml.errors.OutputInUseError`), output of another run
+    (:class:`~atomml.errors.ResumeMismatchError`), a damaged record or trajectory
+    (:class:`~atomml.errors.CheckpointError`).
+    """
     trajectory = Path(trajectory)
     if trajectory.suffix != ".dcd":
         raise ValueError(f"the OpenMM engine writes DCD trajectories: name the output *.dcd, not {trajectory.name}")
     log_path = Path(log) if log is not None else trajectory.with_suffix(".log")
-    meta_path = trajectory.with_name(trajectory.name + ".state.json")
-    state_xml = trajectory.with_name(trajectory.name + ".state.xml")
-    settings_dict = dataclasses.asdict(settings)
-    trajectory.parent.mkdir(parents=True, exist_ok=True)
+    with output_lock(trajectory, "MD trajectory"):
+        return _run(atoms, potential, settings, trajectory, log_path, restart, progress, precision, device, platform)
 
-    if not isinstance(potential, (str, os.PathLike)):
-        from ..potential_file import save_potential
 
-        potential = save_potential(potential, trajectory.with_name(trajectory.name + ".potential"))
-    top = topology(atoms)
-    system = MLPotential("atomml", potential=str(potential)).createSystem(
-        top, precision=precision, device=device, charge=float(atoms.info.get("charge", 0.0))
+def _potential_file(potential: Any, trajectory: Path) -> tuple[str, str]:
+    """The potential as a file that OpenMM-ML loads, and its identity (the same hash whether it
+    comes as an object or as a file)."""
+    from ..potential_file import load_potential, save_potential
+
+    if isinstance(potential, (str, os.PathLike)):
+        return str(potential), potential_identity(load_potential(potential))
+    return str(save_potential(potential, trajectory.with_name(trajectory.name + ".potential"))), potential_identity(potential)
+
+
+def _context(
+    atoms: Atoms, potential: str, settings: MDSettings, precision: str, device: str | None, platform: str | None
+) -> tuple[Any, Any, Any]:
+    """An OpenMM Context of ``atoms`` with the ML potential and the settings' integrator, with
+    its System and integrator."""
+    import openmm
+    from openmm import unit
+    from openmmml import MLPotential
+
+    system = MLPotential("atomml", potential=potential).createSystem(
+        topology(atoms), precision=precision, device=device, charge=float(atoms.info.get("charge", 0.0))
     )
     dt = settings.timestep_fs * unit.femtosecond
     if settings.ensemble == "nve":
@@ -100,20 +126,40 @@ def run_openmm_md(
             settings.temperature * unit.kelvin, settings.friction_per_fs * units.FS_PER_PS / unit.picosecond, dt
         )
     args = (system, integrator) + ((openmm.Platform.getPlatformByName(platform),) if platform else ())
-    context = openmm.Context(*args)
+    return openmm.Context(*args), system, integrator
+
+
+def _run(
+    atoms: Atoms,
+    potential: Any,
+    settings: MDSettings,
+    trajectory: Path,
+    log_path: Path,
+    restart: bool,
+    progress: bool,
+    precision: str,
+    device: str | None,
+    platform: str | None,
+) -> MDResult:
+    import openmm
+    from openmm import app, unit
+
+    record_path = state_path(trajectory)
+    potential_path, potential_id = _potential_file(potential, trajectory)
+    identity = fingerprint("openmm", atoms, potential_id, precision, settings)
+    saved = read_run_state(record_path, identity, trajectory) if restart and record_path.exists() else None
+    context, system, integrator = _context(atoms, potential_path, settings, precision, device, platform)
 
     start_step, frames = 0, 0
-    if restart and meta_path.exists():
-        meta = read_run_state(meta_path, settings, trajectory)
-        _truncate_dcd(trajectory, meta["trajectory_bytes"], meta["frames"])
-        with open(log_path, "r+b") as f:
-            f.truncate(meta["log_bytes"])
-        context.setState(openmm.XmlSerializer.deserialize(state_xml.read_text()))
-        start_step, frames = int(meta["step"]), int(meta["frames"])
+    if saved is not None:
+        _truncate_dcd(trajectory, saved["trajectory_bytes"], saved["frames"])
+        cut_back(log_path, saved["log_bytes"], "log")
+        context.setState(openmm.XmlSerializer.deserialize(saved["state"]["xml"]))
+        start_step, frames = int(saved["step"]), int(saved["frames"])
         if settings.ensemble == "nvt":  # a fresh random stream for the continuation
             integrator.setRandomNumberSeed(settings.seed + start_step + 1)
     else:
-        for stale in (trajectory, log_path, meta_path, state_xml):
+        for stale in (trajectory, log_path, record_path):
             stale.unlink(missing_ok=True)
         context.setPositions(atoms.positions * 0.1)
         if atoms.pbc.all():
@@ -125,33 +171,30 @@ def run_openmm_md(
     dof = 3 * len(atoms) - system.getNumConstraints() - (3 if len(atoms) > 1 else 0)
     temperatures: list[float] = []
     energies: list[tuple[float, float]] = []
-    dcd_handle = open(trajectory, "r+b" if start_step > 0 else "wb")
-    dcd = app.DCDFile(dcd_handle, top, dt, firstStep=0, interval=settings.interval, append=start_step > 0)
+    top = topology(atoms)
+    dt = settings.timestep_fs * unit.femtosecond
+    with open(trajectory, "r+b" if start_step > 0 else "wb") as dcd_handle:
+        dcd = app.DCDFile(dcd_handle, top, dt, firstStep=0, interval=settings.interval, append=start_step > 0)
 
-    def record(step: int) -> None:
-        nonlocal frames
-        state = context.getState(getPositions=True, getVelocities=True, getEnergy=True)
-        epot = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole) * units.KJ_PER_MOL_TO_EV
-        ekin = state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole) * units.KJ_PER_MOL_TO_EV
-        temperature = 2 * ekin / (max(dof, 1) * units.BOLTZMANN_EV_PER_K)
-        t_ps = step * settings.timestep_fs * units.PS_PER_FS
-        temperatures.append(temperature)
-        energies.append((t_ps, epot + ekin))
-        dcd.writeModel(state.getPositions(), periodicBoxVectors=state.getPeriodicBoxVectors())
-        frames += 1
-        with open(log_path, "a") as f:
-            if f.tell() == 0:
-                f.write(LOG_HEADER)
-            f.write(f"{step} {t_ps:.6f} {epot:.8f} {ekin:.8f} {epot + ekin:.8f} {temperature:.3f}\n")
-        write_text(state_xml, openmm.XmlSerializer.serialize(state))
-        write_json(meta_path, {"settings": settings_dict, "step": step, "frames": frames,
-                                       "trajectory_bytes": trajectory.stat().st_size,
-                                       "log_bytes": log_path.stat().st_size})  # fmt: skip
+        def record(step: int) -> None:
+            nonlocal frames
+            state = context.getState(getPositions=True, getVelocities=True, getEnergy=True)
+            epot = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole) * units.KJ_PER_MOL_TO_EV
+            ekin = state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole) * units.KJ_PER_MOL_TO_EV
+            temperature = 2 * ekin / (max(dof, 1) * units.BOLTZMANN_EV_PER_K)
+            t_ps = step * settings.timestep_fs * units.PS_PER_FS
+            temperatures.append(temperature)
+            energies.append((t_ps, epot + ekin))
+            dcd.writeModel(state.getPositions(), periodicBoxVectors=state.getPeriodicBoxVectors())
+            frames += 1
+            with open(log_path, "a") as f:
+                if f.tell() == 0:
+                    f.write(LOG_HEADER)
+                f.write(f"{step} {t_ps:.6f} {epot:.8f} {ekin:.8f} {epot + ekin:.8f} {temperature:.3f}\n")
+            xml = openmm.XmlSerializer.serialize(state)
+            write_run_state(record_path, identity, step, trajectory, log_path, {"xml": xml}, frames=frames)
 
-    try:
         if start_step == 0:
             record(0)
         wall = run_in_frames(integrator.step, record, settings, start_step, temperatures, energies, progress, "MD (OpenMM)")
-    finally:
-        dcd_handle.close()
     return md_result(settings, start_step, wall, temperatures, energies, len(atoms), trajectory, log_path)
