@@ -5,24 +5,20 @@
 Potentials trained before the trainer stored portable paths carry the training machine's
 absolute paths in ``metadata`` (``training_config.train``, ``valid``, ``output``, ...). Each
 such string becomes repository-relative (``atomml.training.config.portable_path`` with the
-repository root), or the file name for a path outside it. Only the JSON ``header`` changes:
-the tensors are written back unchanged, so the header's ``weights_sha256`` stays valid, and
-the other metadata keys (``format``, ``format_version``) are kept as they are. ``--check``
-lists what would change and writes nothing.
+repository root), or the file name for a path outside it. The potential is loaded and saved
+again with the new metadata: the tensors are written back unchanged, and the file gets a fresh
+checksum over its header (format version 3). ``--check`` lists what would change and writes
+nothing.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 from typing import Any
 
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
-
-from atomml.files import replacing
+from atomml.potential_file import load_potential, save_potential
 from atomml.training.config import portable_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,16 +38,11 @@ def portable(value: Any, changes: list[tuple[str, str]]) -> Any:
 
 
 def rewrite(path: Path, check: bool) -> list[tuple[str, str]]:
-    with safe_open(str(path), "pt") as f:
-        metadata = dict(f.metadata())
-    header = json.loads(metadata["header"])
+    potential = load_potential(path)
     changes: list[tuple[str, str]] = []
-    header["metadata"] = portable(header.get("metadata", {}), changes)
+    potential.metadata = portable(potential.metadata, changes)
     if changes and not check:
-        tensors = load_file(str(path))
-        with replacing(path) as tmp:
-            save_file(tensors, str(tmp), metadata={**metadata, "header": json.dumps(header)})
-        os.chmod(path, 0o644)
+        save_potential(potential, path)
     return changes
 
 

@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 from ase.build import molecule
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 import atomml
 from atomml.models import create
-from atomml.potential_file import FORMAT, FORMAT_VERSION, read_header
+from atomml.potential_file import FORMAT, FORMAT_VERSION, _file_checksum, read_header
 
 
 @pytest.fixture
@@ -42,8 +42,9 @@ def test_header_contents(tmp_path, potential):
     assert header["atomic_energies"] == {"H": pytest.approx(-13.6), "C": 0.0, "O": pytest.approx(-2041.0)}
     assert header["hyperparameters"]["n_interactions"] == 2
     assert header["units"] == {"energy": "eV", "length": "Angstrom"}
-    # no energy terms: written as version 1, which every atomml release reads
-    assert header["format_version"] == 1 and header["energy_terms"] == []
+    # version 3: one checksum over the header and the weights
+    assert header["format_version"] == FORMAT_VERSION == 3 and header["energy_terms"] == []
+    assert len(header["sha256"]) == 64 and "weights_sha256" not in header
 
 
 def test_load_in_float64(tmp_path, potential):
@@ -95,7 +96,10 @@ def test_damaged_header_is_refused(tmp_path, potential):
 def test_unknown_architecture_is_refused(tmp_path, potential):
     path = atomml.save_potential(potential, tmp_path / "m")
     header = read_header(path)
+    del header["format_version"]
     header["architecture"] = "no-such-model"
+    # a valid checksum over the changed header, so that the architecture lookup is reached
+    header["sha256"] = _file_checksum(FORMAT_VERSION, header, load_file(str(path)))
     _rewrite_metadata(path, tmp_path / "arch.safetensors", header=json.dumps(header), format=FORMAT)
     with pytest.raises(atomml.PotentialFileError, match="unknown architecture"):
         atomml.load_potential(tmp_path / "arch.safetensors")
