@@ -4,4 +4,4 @@ from .config import TrainConfig
 from .metrics import errors, evaluate, parity_plot, predict
 from .trainer import Trainer, train
 
-__all__ = ["TrainConfig", "Trainer", "train", "evaluate", "errors", "predict", "parity_plot"]
+__all__ = ["TrainConfig", "Trainer", "errors", "evaluate", "parity_plot", "predict", "train"]

@@ -26,11 +26,15 @@ counts (and multiplied by K, undoing DDP's gradient average), so K processes tak
 steps as one process with the same global batch.
 
 Checkpoints are plain tensors and numbers loaded with ``torch.load(weights_only=True)``:
-loading one never executes code.
+loading one never executes code. Each carries a checksum and the run's fingerprint, so a
+damaged checkpoint, or one of another run, is refused instead of resumed
+(:mod:`atomml.training.checkpoint`). A run locks its output folder (``<output>.lock``): a
+second run on the same folder is refused while the first goes on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import json
@@ -38,8 +42,9 @@ import math
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,14 +53,14 @@ from torch import Tensor
 from .. import keys, units
 from ..data import Dataset, group_split, load_dataset, random_split, reference_energies
 from ..data.dataset import atom_indices
+from ..errors import CheckpointError
 from ..files import write_json
+from ..locks import output_lock
 from ..potential import Potential
 from ..potential_file import save_potential
+from . import checkpoint
 from .config import TrainConfig, portable_path
 from .metrics import errors, parity_plot, predict, wants_stress
-
-CHECKPOINT = "checkpoint.pt"
-CHECKPOINT_VERSION = 1
 
 
 class Trainer:
@@ -101,7 +106,12 @@ class Trainer:
         }
         self.best_state: dict[str, Tensor] | None = None
         self._stop_requested = False
-        self._resumed = self._load_checkpoint()
+        # what a checkpoint must match to be resumed (hashed once: it covers the data)
+        self.fingerprint = checkpoint.run_fingerprint(
+            config.fingerprint(), self.potential, config.dtype, [self.train_data, self.valid_data]
+        )
+        with self._output_lock():  # fails at once if another run is writing the folder
+            self._resumed = self._load_checkpoint()
 
     # -- set-up -------------------------------------------------------------------------------
     def _data(
@@ -178,10 +188,18 @@ class Trainer:
 
     # -- the loop -----------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
-        """Train until a stopping rule fires; returns the final report (also in metrics.json)."""
+        """Train until a stopping rule fires; returns the final report (also in metrics.json).
+
+        The output folder is locked for the whole run (:func:`atomml.locks.output_lock`): a
+        second run on it is refused with :class:`~atomml.errors.OutputInUseError`."""
+        with self._output_lock():
+            self._check_checkpoint_unchanged()
+            return self._fit()
+
+    def _fit(self) -> dict[str, Any]:
         c = self.config
         if self.state["stopped"] in ("early_stopping", "max_epochs"):
-            return self.finish()
+            return self._finish()
         self._install_signal_handlers()
         n = len(self.train_data)
         started = time.perf_counter() - self.state["seconds"]
@@ -218,7 +236,7 @@ class Trainer:
         if self.state["stopped"] != "interrupted" and (not history or history[-1]["step"] != self.state["step"]):
             self._validate()  # the last weights compete for "best" too
         self._save_checkpoint()
-        return self.finish()
+        return self._finish()
 
     def _limit_reached(self, started: float) -> bool:
         c, s = self.config, self.state
@@ -355,6 +373,10 @@ class Trainer:
 
     def finish(self) -> dict[str, Any]:
         """Save the best potential, test errors, plots; returns the report (rank 0 writes)."""
+        with self._output_lock():
+            return self._finish()
+
+    def _finish(self) -> dict[str, Any]:
         c = self.config
         potential = self.best_potential()
         report: dict[str, Any] = {
@@ -393,9 +415,9 @@ class Trainer:
         if self.rank != 0:
             return
         self.output.mkdir(parents=True, exist_ok=True)
+        path = self.output / checkpoint.NAME
         data = {
-            "version": CHECKPOINT_VERSION,
-            "fingerprint": self.config.fingerprint(),
+            "fingerprint": self.fingerprint,
             "model": self.potential.state_dict(),
             "ema": self.ema.state_dict(),
             "best": self.best_state or {},
@@ -404,25 +426,16 @@ class Trainer:
             "state": json.dumps(self.state),
             "rng": torch.get_rng_state(),
         }
-        tmp = self.output / (CHECKPOINT + ".tmp")
-        torch.save(data, tmp)
-        os.replace(tmp, self.output / CHECKPOINT)  # a kill mid-write leaves the previous one
+        checkpoint.save(path, data)
+        self._checkpoint_stamp = checkpoint.stamp(path)
 
     def _load_checkpoint(self) -> bool:
-        path = self.output / CHECKPOINT
-        if not path.exists():
+        path = self.output / checkpoint.NAME
+        self._checkpoint_stamp = checkpoint.stamp(path)
+        if self._checkpoint_stamp is None:
             return False
-        try:
-            data = torch.load(path, weights_only=True, map_location=self.device)
-        except Exception as error:  # noqa: BLE001 - any unreadable file gets the same advice
-            raise RuntimeError(f"{path} is damaged or not an atomml checkpoint ({error}); delete it to start afresh") from None
-        if data.get("version") != CHECKPOINT_VERSION:
-            raise RuntimeError(f"{path}: checkpoint version {data.get('version')} is not {CHECKPOINT_VERSION}")
-        if data["fingerprint"] != self.config.fingerprint():
-            raise RuntimeError(
-                f"{path} was written by a run with a different configuration (model, data, loss or optimiser); "
-                "use another output folder, or delete the checkpoint to start afresh"
-            )
+        data = checkpoint.load(path, self.device)
+        checkpoint.check_fingerprint(path, data.get("fingerprint"), self.fingerprint)
         self.potential.load_state_dict(data["model"])
         self.ema.load_state_dict(data["ema"])
         self.best_state = data["best"] or None
@@ -434,6 +447,19 @@ class Trainer:
             self.state["stopped"] = ""  # a limit of the previous invocation, not of this one
         torch.set_rng_state(data["rng"].cpu())
         return True
+
+    def _output_lock(self) -> contextlib.AbstractContextManager[Any]:
+        """The output folder's lock (rank 0 alone writes, so only rank 0 takes it)."""
+        return output_lock(self.output, "training folder") if self.rank == 0 else contextlib.nullcontext()
+
+    def _check_checkpoint_unchanged(self) -> None:
+        """Refuse to go on from a checkpoint that another run replaced since this one read it."""
+        path = self.output / checkpoint.NAME
+        if self.rank == 0 and checkpoint.stamp(path) != self._checkpoint_stamp:
+            raise CheckpointError(
+                f"{path} was written by another run after this Trainer read it; create a new Trainer "
+                "(run the command again) to resume from it, or write to another output folder"
+            )
 
     def _write_log(self) -> None:
         rows = self.state["history"]

@@ -17,6 +17,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 import atomml
 from atomml.data import Dataset
+from atomml.errors import ResumeMismatchError
 from atomml.training import TrainConfig, Trainer
 
 SMALL = dict(hidden_channels=8, num_layers=1, num_rbf=8, cutoff=4.0)
@@ -122,7 +123,7 @@ def test_resume_after_a_kill_is_exact(copper, tmp_path):
 
 def test_resume_refuses_a_changed_config(copper, tmp_path):
     Trainer(_config(tmp_path, "a", max_steps=2), train_data=copper).fit()
-    with pytest.raises(RuntimeError, match="different configuration"):
+    with pytest.raises(ResumeMismatchError, match="different settings"):
         Trainer(_config(tmp_path, "a", lr=1e-2), train_data=copper)
     (tmp_path / "a" / "checkpoint.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(RuntimeError, match="damaged"):
