@@ -1,9 +1,19 @@
-"""The ``atomml`` command: ``atomml md``, ``atomml info``, ``atomml demo``."""
+"""The ``atomml`` command: ``atomml md``, ``atomml info``, ``atomml train``, ``atomml fe``,
+``atomml demo``.
+
+An expected failure (bad input, a damaged or missing file, a folder that cannot be written,
+another run holding the output, Ctrl-C) is one line on stderr and a non-zero exit: 2, or 130
+for Ctrl-C. Anything else is a bug and keeps its traceback; ``atomml --debug ...`` shows the
+traceback of expected failures too.
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 from . import commands, fe
@@ -11,6 +21,7 @@ from . import commands, fe
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="atomml", description="Atomistic machine-learning potentials.")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of every error, expected ones included")
     sub = parser.add_subparsers(dest="command", required=True)
 
     md = sub.add_parser("md", help="molecular dynamics of a structure with a potential (resumable)")
@@ -61,13 +72,54 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from ..errors import InputError, PotentialFileError
-
     try:
         return int(args.func(args) or 0)
-    except (InputError, PotentialFileError, FileNotFoundError, ValueError) as exc:
-        print(f"atomml {args.command}: error: {exc}", file=sys.stderr)
+    except BrokenPipeError:  # the reader stopped early (`atomml info ... | head`): nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush stays quiet
+        return 141
+    except KeyboardInterrupt:
+        if args.debug:
+            traceback.print_exc()
+        print(f"atomml {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        message = expected_failure(exc)
+        if message is None:
+            raise  # a bug: the traceback is what a report needs
+        if args.debug:
+            traceback.print_exc()
+        # one line even where a message quotes a library's multi-line error
+        print(f"atomml {args.command}: error: {' '.join(message.split())}", file=sys.stderr)
         return 2
+
+
+def expected_failure(exc: Exception) -> str | None:
+    """The one line to show for a failure the user can act on; None for a bug."""
+    from ..errors import AtomMLError
+
+    if isinstance(exc, AtomMLError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return _os_error(exc)
+    if isinstance(exc, ValueError):  # argument and config validation
+        return str(exc)
+    return None
+
+
+def _os_error(exc: OSError) -> str:
+    """What went wrong with which path, and what to do: the OS's own message says neither."""
+    if exc.filename is None:  # raised by atomml with its own message
+        return str(exc)
+    path = os.fsdecode(exc.filename) if isinstance(exc.filename, (str, bytes)) else str(exc.filename)
+    if isinstance(exc, FileNotFoundError):
+        return f"{path}: no such file or directory; check the path"
+    if isinstance(exc, PermissionError):
+        if os.path.exists(path) and not os.access(path, os.R_OK):
+            return f"cannot read {path}: permission denied; make it readable or copy it somewhere you can read"
+        return f"cannot write to {path}: permission denied; choose a writable output folder"
+    if exc.errno == errno.ENOSPC:
+        return f"cannot write to {path}: no space left on the device; free some space or choose another output folder"
+    return f"{path}: {exc.strerror or exc}; check the path, its permissions and the free disk space"
 
 
 if __name__ == "__main__":

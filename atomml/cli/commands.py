@@ -63,7 +63,8 @@ def md(args: argparse.Namespace) -> int:
 
 def train(args: argparse.Namespace) -> int:
     """Train (or resume training) from a YAML config; prints the final report as JSON."""
-    from ..training import TrainConfig, train as run_training
+    from ..training import TrainConfig
+    from ..training import train as run_training
 
     config = TrainConfig.from_yaml(args.config)
     overrides = {
@@ -82,22 +83,28 @@ def train(args: argparse.Namespace) -> int:
 
 
 def info(args: argparse.Namespace) -> int:
-    from ..potential_file import read_header, resolve
+    """Describe a potential file after loading it: a file that ``info`` shows is one that loads,
+    and the cutoff shown is the one the loaded potential uses."""
+    from ..potential_file import load_potential, read_header, resolve
 
-    header = read_header(args.potential)
+    path = resolve(args.potential)
+    header = read_header(path)
+    potential = load_potential(path, device="cpu")
     if args.json:
         print(json.dumps(header, indent=1))
         return 0
-    path = resolve(args.potential)
     hp = {k: v for k, v in header["hyperparameters"].items() if k not in ("elements", "cutoff")}
+    cutoff = f"{potential.cutoff} Å"
+    if potential.cutoff != potential.architecture_cutoff:
+        cutoff += f" (architecture {potential.architecture_cutoff} Å; energy terms reach further)"
     lines = [
         f"file:          {path} ({path.stat().st_size / 1024:.0f} KiB, format version {header['format_version']})",
         f"architecture:  {header['architecture']}  {hp}",
         f"elements:      {' '.join(header['elements'])}",
-        f"cutoff:        {header['cutoff']} Å",
+        f"cutoff:        {cutoff}",
         f"energy terms:  {_terms_line(header)}",
         f"dtype:         {header['dtype']}",
-        f"atomml:        {header['atomml_version']}",
+        f"atomml:        {header.get('atomml_version', '?')}",
     ]
     for key, value in header.get("metadata", {}).items():
         lines.append(f"{key + ':':<14} {value}")
@@ -127,8 +134,8 @@ def demo(args: argparse.Namespace) -> int:
     import torch
     from ase.io import read
 
-    from ..interfaces.ase import AtomMLCalculator
     from ..dynamics import MDSettings, run_md
+    from ..interfaces.ase import AtomMLCalculator
     from ..resources import resource_folder
 
     try:

@@ -56,7 +56,7 @@ def test_info_names_energy_terms_and_long_range(tmp_path, capsys):
                        **tiny_hyperparameters("schnet", [1, 8]))  # fmt: skip
     assert main(["info", str(atomml.save_potential(potential, tmp_path / "p"))]) == 0
     text = capsys.readouterr().out
-    assert "format version 2" in text and "zbl (cutoff=2.0); coulomb (" in text and "long-range" in text
+    assert "format version 3" in text and "zbl (cutoff=2.0); coulomb (" in text and "long-range" in text
 
 
 # An absolute path on POSIX or Windows, anywhere in a string ("/home/...", "C:\\...", "D:/...").
