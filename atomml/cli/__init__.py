@@ -74,9 +74,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except BrokenPipeError:  # the reader stopped early (`atomml info ... | head`): nothing to report
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush stays quiet
-        return 141
     except KeyboardInterrupt:
         if args.debug:
             traceback.print_exc()
