@@ -184,13 +184,13 @@ def test_terms_save_load_and_report_long_range(tmp_path):
     assert potential.long_range and potential.cutoff == 3.5
     path = atomml.save_potential(potential, tmp_path / "p")
     header = atomml.read_header(path)
-    assert header["format_version"] == 2 and [t["name"] for t in header["energy_terms"]] == ["zbl", "coulomb"]
+    assert header["format_version"] == 3 and [t["name"] for t in header["energy_terms"]] == ["zbl", "coulomb"]
     from atomml.potential_file import is_long_range
 
     assert is_long_range(header)
     loaded = atomml.load_potential(path).double()
     batch = structures(7)
     assert_same(ours(loaded, batch), ours(potential, batch), rtol=1e-12)
-    # without terms the file stays version 1, readable by every atomml
+    # without terms: the same version, and not long-range
     plain = atomml.save_potential(create("schnet", elements=[1], **tiny_hyperparameters("schnet", [1])), tmp_path / "q")
-    assert atomml.read_header(plain)["format_version"] == 1 and not is_long_range(atomml.read_header(plain))
+    assert atomml.read_header(plain)["format_version"] == 3 and not is_long_range(atomml.read_header(plain))
