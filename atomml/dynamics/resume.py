@@ -135,7 +135,7 @@ _DIFFERENCES = {
     "engine": lambda old, new: f"it was run with the {old} engine, this run uses {new}",
     "potential": lambda old, new: "the potential differs",
     "dtype": lambda old, new: f"the precision differs ({old} then, {new} now)",
-    "atoms": lambda old, new: f"it belongs to another structure ({old} atoms, this one has {new})",
+    "atoms": lambda old, new: f"it was run on a structure of {old} atoms, this one has {new}",
     "elements": lambda old, new: "the elements differ",
     "pbc": lambda old, new: f"the periodicity differs ({old} then, {new} now)",
     "cell": lambda old, new: "the starting cell differs",
@@ -203,19 +203,19 @@ def _read_record(path: Path) -> dict[str, Any]:
     try:
         record = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: the resume state cannot be read ({exc}); {START_OVER}") from exc
+        raise CheckpointError(f"{path}: the resume state cannot be read ({exc}); {START_OVER}.") from exc
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         if isinstance(record, dict) and {"settings", "step"} <= set(record):
             raise CheckpointError(
                 f"{path} was written by an older atomml, which recorded neither the run's identity nor its exact "
-                f"state, so resuming could continue another run; {START_OVER}"
+                f"state, so resuming could continue another run; {START_OVER}."
             )
-        raise CheckpointError(f"{path} is not an atomml MD resume state; {START_OVER}")
+        raise CheckpointError(f"{path} is not an atomml MD resume state; {START_OVER}.")
     if not isinstance(record.get("version"), int) or record["version"] > VERSION:
-        raise CheckpointError(f"{path} was written by a newer atomml (state version {record.get('version')}); upgrade atomml, or {START_OVER}")
+        raise CheckpointError(f"{path} was written by a newer atomml (state version {record.get('version')}); upgrade atomml, or {START_OVER}.")
     body = {k: v for k, v in record.items() if k != "sha256"}
     if record.get("sha256") != _checksum(body):
-        raise CheckpointError(f"{path}: the resume state does not match its checksum, it is damaged; {START_OVER}")
+        raise CheckpointError(f"{path}: the resume state does not match its checksum, it is damaged; {START_OVER}.")
     return record
 
 
@@ -227,7 +227,7 @@ def cut_back(path: Path, size: int, what: str) -> None:
         found = "is missing" if actual is None else f"holds {actual} bytes"
         raise CheckpointError(
             f"the {what} {path} {found}, but the resume state records {size} bytes: it was moved, cut or replaced "
-            f"(or this run names another {what}); restore it, or {START_OVER}"
+            f"(or this run names another {what}); restore it, or {START_OVER}."
         )
     with open(path, "r+b") as f:
         f.truncate(size)

@@ -7,6 +7,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -103,6 +104,42 @@ def test_second_md_process_on_one_output_is_refused_and_the_first_run_stays_whol
     assert record["log_bytes"] == traj.with_suffix(".log").stat().st_size
 
 
+def _wait_until(condition, what, alive=None, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {timeout} s for {what}"
+        assert alive is None or alive.poll() is None, f"it stopped while waiting for {what}: {alive.stderr.read()}"
+        time.sleep(0.1)
+
+
+def test_the_same_command_started_twice_at_once_runs_once(tmp_path):
+    """The issue's reproduction: two identical ``atomml md`` commands started together on one
+    output. One runs, the other is refused while it does; killed and resumed, the run's frames
+    follow each other without repeats or gaps."""
+    structure, potential = tmp_path / "cu.xyz", save_potential(_potential(), tmp_path / "cu.safetensors")
+    write(structure, _cu())
+    traj = tmp_path / "md.extxyz"
+    cmd = [sys.executable, "-m", "atomml.cli", "md", str(structure), "-p", str(potential), "--steps", "100000",
+           "--interval", "5", "-o", str(traj), "--no-progress", "--device", "cpu"]  # fmt: skip
+    runs = [subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    try:
+        _wait_until(lambda: any(run.poll() is not None for run in runs), "one of two runs on one output to be refused")
+        refused = next(run for run in runs if run.poll() is not None)
+        winner = next(run for run in runs if run is not refused)
+        assert refused.returncode != 0 and winner.poll() is None
+        assert f"is being written by process {winner.pid}" in refused.stderr.read()
+        state = traj.with_name(traj.name + ".state.json")
+        _wait_until(lambda: state.exists() and _record(traj)["step"] >= 10, "the running one to reach step 10", winner)
+    finally:
+        for run in runs:
+            run.kill()
+            run.wait()
+    reached = _record(traj)["step"]
+    cmd[cmd.index("100000")] = str(reached + 10)
+    subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+    assert _steps(traj) == list(range(0, reached + 11, 5))
+
+
 HOLD_LOCK = "import sys, time\nfrom atomml.locks import output_lock\nwith output_lock(sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(60)\n"
 
 
@@ -157,7 +194,7 @@ def _runs(case):
         ("dtype", r"the precision differs \(float64 then, float32 now\)"),
         ("charge", r"the total charge differs \(0.0 then, 1.0 now\)"),
         ("elements", "the elements differ"),
-        ("atoms", r"it belongs to another structure \(32 atoms, this one has 108\)"),
+        ("atoms", "it was run on a structure of 32 atoms, this one has 108"),
         ("positions", "the starting positions differ"),
         ("settings", r"the MD settings differ \(timestep_fs: 2.0 then, 1.0 now\)"),
     ],
@@ -280,3 +317,48 @@ def test_resumed_run_equals_the_uninterrupted_one_bit_for_bit(tmp_path, ensemble
         assert np.array_equal(straight[key], resumed[key]), key
     assert part.read_bytes() == (tmp_path / "straight.extxyz").read_bytes()
     assert part.with_suffix(".log").read_text() == (tmp_path / "straight.log").read_text()
+
+
+# --- the OpenMM engine ------------------------------------------------------------------------
+
+
+def _openmm_run(potential, settings, traj, precision="double"):
+    from atomml.dynamics import run_openmm_md
+
+    return run_openmm_md(_cu(), potential, settings, traj, progress=False, precision=precision, platform="Reference", device="cpu")
+
+
+def _openmm_state(traj):
+    import openmm
+    from openmm import unit
+
+    state = openmm.XmlSerializer.deserialize(_record(traj)["state"]["xml"])
+    return (state.getPositions(asNumpy=True).value_in_unit(unit.nanometer),
+            state.getVelocities(asNumpy=True).value_in_unit(unit.nanometer / unit.picosecond))  # fmt: skip
+
+
+def test_openmm_resume_refuses_another_potential_or_precision(tmp_path):
+    pytest.importorskip("openmmml")
+    traj = tmp_path / "md.dcd"
+    _openmm_run(_potential(), _half(NVE), traj)
+    before = traj.read_bytes()
+    with pytest.raises(ResumeMismatchError, match="belongs to another run: the potential differs"):
+        _openmm_run(_potential(seed=1), NVE, traj)
+    with pytest.raises(ResumeMismatchError, match=r"the precision differs \(double then, single now\)"):
+        _openmm_run(_potential(), NVE, traj, precision="single")
+    assert traj.read_bytes() == before
+    file = save_potential(_potential(), tmp_path / "p.safetensors")  # the same potential, as a file
+    assert _openmm_run(file, NVE, traj).resumed_from == 10
+
+
+def test_openmm_nve_resume_is_bit_exact(tmp_path):
+    """On the Reference platform in double precision a resumed NVE run ends where the
+    uninterrupted one does, to the last bit (the XML state carries 17 digits)."""
+    pytest.importorskip("openmmml")
+    potential = _potential()
+    _openmm_run(potential, NVE, tmp_path / "straight.dcd")
+    _openmm_run(potential, _half(NVE), tmp_path / "part.dcd")
+    assert _openmm_run(potential, NVE, tmp_path / "part.dcd").resumed_from == 10
+    for straight, resumed in zip(_openmm_state(tmp_path / "straight.dcd"), _openmm_state(tmp_path / "part.dcd")):
+        assert np.array_equal(straight, resumed)
+    assert (tmp_path / "part.log").read_text() == (tmp_path / "straight.log").read_text()
