@@ -1,7 +1,11 @@
-"""MD engines that run an atomml potential, checkpointed so a killed run resumes.
+"""MD engines that run an atomml potential, checkpointed so a killed run resumes exactly.
+
+A run holds its trajectory's lock (:mod:`atomml.locks`) from start to end: one writer per output.
 
 - :mod:`atomml.dynamics.frames`: what every engine shares: :class:`MDSettings`,
-  :class:`MDResult`, the frame loop and its resume record, the log format.
+  :class:`MDResult`, the frame loop, the log format.
+- :mod:`atomml.dynamics.resume`: the record written after each frame (the run's fingerprint,
+  its exact state, the sizes of its files) and the checks that refuse another run's output.
 - :mod:`atomml.dynamics.ase`: :func:`run_md`, ASE's velocity Verlet and Langevin integrators.
 - :mod:`atomml.dynamics.openmm`: :func:`run_openmm_md`, the same run in OpenMM (DCD trajectory;
   imports OpenMM only when called).
