@@ -11,13 +11,13 @@ been sampled in ``WORKDIR`` and gives the table (``atomml fe freesolv``).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
 from .. import units
+from .mlmm import potential_sha256
 
 # FreeSolv 0.52 (Mobley & Guthrie 2014): experimental and GAFF-calculated ΔG_hyd, kcal/mol
 MOLECULES = {
@@ -33,13 +33,6 @@ PROTOCOL = "freesolv"  # md/protocols/freesolv.yaml
 def run_folder(workdir: str | os.PathLike[str], molecule: str, force_field: str = "gaff2") -> Path:
     """The runs of the default GAFF2 set-up are in ``workdir/<molecule>``, others beside them."""
     return Path(workdir) / (molecule if force_field == "gaff2" else f"{molecule}_{force_field}")
-
-
-def potential_sha256(name: str) -> str:
-    """SHA-256 of the potential file ``name`` (a path or a shipped name): which weights gave a row."""
-    from ..potential_file import resolve
-
-    return hashlib.sha256(Path(resolve(name)).read_bytes()).hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,7 +10,10 @@ dF_decouple(water), the latter with the solute's long-range dispersion correctio
 
 The legs can run separately (:func:`run_leg`, on another machine or platform, with a
 wall-clock budget) and :func:`summarise` reads whatever samples they stored;
-:func:`hydration_free_energy` does both.
+:func:`hydration_free_energy` does both. Each leg records what defines its samples (the
+molecule and the protocol, :func:`leg_identity`) and holds its folder's lock while it samples:
+a second process on one leg, and resuming or summarising a leg as another run, are refused.
+Legs side by side take turns at the set-up they share (:func:`setup_lock`).
 
 The protocol (temperature, states, sampling lengths) is a YAML file. Its defaults, the
 decoupling schedule among them, are written in one place: the shipped
@@ -20,15 +23,23 @@ the values it changes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import itertools
+import json
 import os
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .. import units
+from ..errors import OutputInUseError, ResumeMismatchError
 from ..files import write_json, write_text
+from ..locks import output_lock
 
 SAMPLERS = ("windows", "replica_exchange")
 LEGS = ("solvent", "vacuum")
@@ -125,6 +136,31 @@ def default_protocol() -> HydrationProtocol:
     return HydrationProtocol.default()
 
 
+def leg_identity(smiles: str, protocol: HydrationProtocol) -> dict:
+    """What defines a decoupling leg's samples besides the sampler's own settings, recorded in
+    its ``run.json``: the molecule and every protocol value but ``samples`` (a larger number
+    extends a run). Resuming or summarising a leg with another is refused."""
+    return {"smiles": smiles, "protocol": {k: v for k, v in dataclasses.asdict(protocol).items() if k != "samples"}}
+
+
+@contextlib.contextmanager
+def setup_lock(folder: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold the lock of the set-up ``folder`` that every leg of a molecule shares, waiting while
+    another leg holds it: legs started side by side take turns to make (or read) the set-up
+    and its NPT box instead of writing them at once, and the later ones reuse what the first
+    made."""
+    with contextlib.ExitStack() as held:
+        for attempt in itertools.count():
+            try:
+                held.enter_context(output_lock(folder, "set-up folder"))
+                break
+            except OutputInUseError as busy:
+                if attempt == 0:
+                    print(f"[atomml fe] waiting: {busy}", file=sys.stderr, flush=True)
+                time.sleep(1.0)
+        yield
+
+
 def leg_system(setup: Any, protocol: HydrationProtocol, solvent: bool) -> tuple[Any, Any, Any]:
     """(System, positions, box) of one leg before alchemical modification: PME and a Monte Carlo
     barostat in water, no cutoff in vacuum (box None)."""
@@ -151,8 +187,27 @@ def leg_setups(smiles: str, folder: Path, protocol: HydrationProtocol) -> tuple[
     made once and reused by every leg and summary."""
     from ..mm import solvated_molecule
 
-    return solvated_molecule(smiles, Path(folder) / "setup", padding=protocol.padding, seed=protocol.seed,
-                             force_field=protocol.force_field)  # fmt: skip
+    _refuse_another_setup(Path(folder), smiles, protocol)
+    with setup_lock(Path(folder) / "setup"):
+        return solvated_molecule(smiles, Path(folder) / "setup", padding=protocol.padding, seed=protocol.seed,
+                                 force_field=protocol.force_field)  # fmt: skip
+
+
+SETUP_KEYS = ("padding", "seed", "force_field")  # the protocol values the set-up depends on
+
+
+def _refuse_another_setup(folder: Path, smiles: str, protocol: HydrationProtocol) -> None:
+    """The legs in ``folder`` share one set-up, which is made anew for another molecule or
+    set-up: refuse that while legs sampled with the present one are stored beside it."""
+    wanted = {"smiles": smiles, **{k: getattr(protocol, k) for k in SETUP_KEYS}}
+    for record in sorted(folder.glob("*/run.json")):
+        identity = json.loads(record.read_text()).get("identity") or {}
+        stored = {"smiles": identity.get("smiles"), **{k: identity.get("protocol", {}).get(k) for k in SETUP_KEYS}}
+        if identity and stored != wanted:
+            raise ResumeMismatchError(
+                f"{record.parent} holds samples of {stored}, not of {wanted}, and the legs in {folder} share one "
+                "set-up: use another output folder for this molecule or set-up"
+            )
 
 
 def npt_state_path(setup: Any, protocol: HydrationProtocol) -> Path:
@@ -221,17 +276,19 @@ def solute_dispersion_correction(setup: Any, protocol: HydrationProtocol) -> flo
 def sample_leg(setup: Any, protocol: HydrationProtocol, solvent: bool, folder: Path, states: Any, set_state: Any,
                samples: int, steps_per_sample: int, equilibration_steps: int, timestep_fs: float,
                platform: str | None = None, max_minutes: float | None = None, progress: bool = True,
-               system: Any = None, minimize: bool = True) -> bool:  # fmt: skip
+               system: Any = None, minimize: bool = True, identity: dict | None = None) -> bool:  # fmt: skip
     """Sample ``states`` of one leg (``system``, default the leg's MM system made alchemical)
     with the protocol's sampler; stop after ``max_minutes`` (at an iteration's checkpoint for
     replica exchange, a sample's for windows). True if all ``samples`` are done. ``minimize``:
-    minimise in every state before its equilibration (the sampler's option)."""
+    minimise in every state before its equilibration (the sampler's option). ``identity``:
+    what defines the leg's samples (:func:`leg_identity`), recorded and checked on resume."""
     from .alchemy import alchemical_system
     from .sampling import BudgetSpent, sample_replica_exchange, sample_windows, wall_clock_budget
 
     mm, positions, box = leg_system(setup, protocol, solvent)
     if solvent:
-        positions, box = equilibrated(mm, positions, box, protocol, npt_state_path(setup, protocol), platform)
+        with setup_lock(Path(setup.prmtop).parent):
+            positions, box = equilibrated(mm, positions, box, protocol, npt_state_path(setup, protocol), platform)
     if system is None:
         system = alchemical_system(mm, setup.molecule_atoms)
     sampler = sample_replica_exchange if protocol.sampler == "replica_exchange" else sample_windows
@@ -240,7 +297,7 @@ def sample_leg(setup: Any, protocol: HydrationProtocol, solvent: bool, folder: P
             system, positions, states, set_state, folder, temperature=protocol.temperature, samples=samples,
             steps_per_sample=steps_per_sample, equilibration_steps=equilibration_steps, timestep_fs=timestep_fs,
             friction_per_ps=protocol.friction_per_ps, box=box, seed=protocol.seed, progress=progress,
-            platform=platform, callback=wall_clock_budget(max_minutes), minimize=minimize,
+            platform=platform, callback=wall_clock_budget(max_minutes), minimize=minimize, identity=identity,
         )  # fmt: skip
     except BudgetSpent:
         return False
@@ -251,31 +308,42 @@ def run_leg(smiles: str, folder: str | os.PathLike[str], leg: str, protocol: Hyd
             platform: str | None = None, max_minutes: float | None = None, progress: bool = True) -> bool:  # fmt: skip
     """Sample (or resume) the ``leg`` ("solvent" or "vacuum") of ``smiles``'s decoupling in
     ``folder``; True when the protocol's samples are all done, False when ``max_minutes`` ran
-    out first (run again to go on). ``platform`` names the OpenMM platform (default: fastest)."""
+    out first (run again to go on). ``platform`` names the OpenMM platform (default: fastest).
+
+    A leg folder that another process samples (:class:`~atomml.errors.OutputInUseError`) or
+    that holds samples of another molecule or protocol (:class:`~atomml.errors.ResumeMismatchError`)
+    is refused before anything is written."""
     from .alchemy import set_state
+    from .sampling import check_resumable
 
     if leg not in LEGS:
         raise ValueError(f"leg must be one of {LEGS}, got {leg!r}")
     protocol = protocol or default_protocol()
     folder = Path(folder)
+    identity = leg_identity(smiles, protocol)
+    check_resumable(folder / leg, identity)
     solvated, vacuum = leg_setups(smiles, folder, protocol)
     solvent = leg == "solvent"
     return sample_leg(
         solvated if solvent else vacuum, protocol, solvent, folder / leg, protocol.schedule.states, set_state,
         protocol.samples, protocol.steps_per_sample, protocol.equilibration_steps, protocol.timestep_fs,
-        platform, max_minutes, progress,
+        platform, max_minutes, progress, identity=identity,
     )  # fmt: skip
 
 
 def summarise(smiles: str, folder: str | os.PathLike[str], protocol: HydrationProtocol | None = None) -> dict:
     """ΔG_hyd from the samples both legs stored so far (complete or not: the summary says how
-    many each state has and how long was simulated); written to ``folder/summary.json``."""
+    many each state has and how long was simulated); written to ``folder/summary.json``. Legs
+    sampled with another molecule or protocol are refused (:func:`leg_identity`)."""
     from ..units import kt
     from .analysis import analyse_leg, by_leg, exchange_flags, leg_flags, sampling_lengths
+    from .sampling import check_identity
 
     protocol = protocol or default_protocol()
     folder = Path(folder)
     schedule = protocol.schedule
+    for name in LEGS:
+        check_identity(folder / name, leg_identity(smiles, protocol))
     legs = {name: analyse_leg(folder / name, protocol.temperature) for name in LEGS}
     water, gas = legs["solvent"], legs["vacuum"]
     fw, fv = water.result, gas.result

@@ -23,6 +23,7 @@ include X–H stretching.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,14 @@ from typing import Any
 import numpy as np
 
 from ..files import write_json
-from .hydration import ML_SECTION, HydrationProtocol, default_protocol, leg_system, protocol_path
+from .hydration import (
+    ML_SECTION,
+    HydrationProtocol,
+    default_protocol,
+    leg_identity,
+    leg_system,
+    protocol_path,
+)
 
 LAMBDA = "lambda_interpolate"  # openmm-ml's global parameter for interpolate=True
 
@@ -66,6 +74,23 @@ class EndStateProtocol:
         if "lambdas" in values:
             values["lambdas"] = tuple(float(v) for v in values["lambdas"])
         return cls(**values)
+
+
+def potential_sha256(name: str) -> str:
+    """SHA-256 of the potential file ``name`` (a path or a shipped name): which weights gave a row."""
+    from ..potential_file import resolve
+
+    return hashlib.sha256(Path(resolve(name)).read_bytes()).hexdigest()
+
+
+def ml_leg_identity(smiles: str, potential: str, protocol: HydrationProtocol, path: EndStateProtocol) -> dict:
+    """What defines an MM→ML leg's samples besides the sampler's settings (see
+    :func:`atomml.fe.hydration.leg_identity`): also the potential's weights (the file's hash,
+    whatever its name) and the path's settings but ``samples`` and ``compile`` (speed only)."""
+    return {
+        **leg_identity(smiles, protocol), "potential_sha256": potential_sha256(potential),
+        "mm_to_ml": {k: v for k, v in dataclasses.asdict(path).items() if k not in ("samples", "compile")},
+    }  # fmt: skip
 
 
 def _set_lambda(context: Any, value: float) -> None:
@@ -112,34 +137,44 @@ def run_ml_leg(smiles: str, potential: str, folder: str | os.PathLike[str], leg:
     The sampler is the hydration protocol's; the solvent leg starts from its NPT-equilibrated
     box, as the decoupling leg does. No state is minimised: the L-BFGS line search of OpenMM's
     minimiser tries geometries far from any the ML potential was trained on (an H tried
-    0.07 Å from its carbon), so every state starts from the MM coordinates and equilibrates by MD."""
+    0.07 Å from its carbon), so every state starts from the MM coordinates and equilibrates by MD.
+    A leg folder that another process samples, or that holds samples of another molecule,
+    protocol or potential (:func:`ml_leg_identity`), is refused before anything is written."""
     from .hydration import LEGS, leg_setups, sample_leg
+    from .sampling import check_resumable
 
     if leg not in LEGS:
         raise ValueError(f"leg must be one of {LEGS}, got {leg!r}")
     protocol = protocol or default_protocol()
     path = path or EndStateProtocol()
     folder = Path(folder)
+    identity = ml_leg_identity(smiles, potential, protocol, path)
+    check_resumable(folder / f"ml_{leg}", identity)
     solvated, vacuum = leg_setups(smiles, folder, protocol)
     setup = solvated if leg == "solvent" else vacuum
     mixed = mixed_system(setup, potential, protocol, path, leg == "solvent", device)
     return sample_leg(
         setup, protocol, leg == "solvent", folder / f"ml_{leg}", list(path.lambdas), _set_lambda, path.samples,
         path.steps_per_sample, path.equilibration_steps, path.timestep_fs, platform, max_minutes, progress, system=mixed,
-        minimize=False,
+        minimize=False, identity=identity,
     )  # fmt: skip
 
 
 def summarise_ml(smiles: str, potential: str, folder: str | os.PathLike[str], protocol: HydrationProtocol | None = None,
                  path: EndStateProtocol | None = None) -> dict:  # fmt: skip
     """ΔΔG(MM→ML) from the samples both ML legs stored so far; written to
-    ``folder/ml_correction.json``."""
+    ``folder/ml_correction.json``. Legs sampled with another molecule, protocol or potential
+    are refused (:func:`ml_leg_identity`)."""
     from ..units import kt
     from .analysis import analyse_leg, by_leg, leg_flags, sampling_lengths
+    from .sampling import check_identity
 
     protocol = protocol or default_protocol()
     path = path or EndStateProtocol()
     folder = Path(folder)
+    identity = ml_leg_identity(smiles, potential, protocol, path)
+    for name in ("solvent", "vacuum"):
+        check_identity(folder / f"ml_{name}", identity)
     legs = {name: analyse_leg(folder / f"ml_{name}", protocol.temperature) for name in ("solvent", "vacuum")}
     fw, fv = legs["solvent"].result, legs["vacuum"].result
     value = fw.value_kt - fv.value_kt

@@ -7,7 +7,9 @@ was just sampled in state k in *every* state (u = U / kT). That row goes to stat
 file, which gives MBAR's u_kn with samples grouped by the state that drew them, whichever
 sampler drew them. Storage in ``folder``, shared by the two samplers:
 
-- ``run.json``: the settings; a folder holding another run (other settings or sampler) is refused,
+- ``run.json``: the settings, and what the caller says defines the run besides them (its
+  ``identity``: molecule, protocol, potential); a folder holding another run is refused
+  (:class:`~atomml.errors.ResumeMismatchError`, naming the settings that differ),
 - ``window_K.u``: raw float64 rows of length K for state K, appended and flushed sample by
   sample, readable while the run goes on (:func:`read_u_kn`).
 
@@ -26,11 +28,13 @@ replica's configuration, the permutation, the sizes of the files above, the Open
 checkpoint with its random-number state), replaced atomically after every iteration.
 :func:`replica_exchange_statistics` gives acceptance rates and round trips.
 
-Running again resumes from the checkpoint: the files are cut back to their recorded sizes (a
-sample half-written at a kill is dropped) and sampling continues; a larger ``samples`` extends
-a finished run. Replica exchange restores the integrator's random-number state as well, so a
-resumed run draws exactly the samples an uninterrupted one would (on the same platform and
-machine; a Monte Carlo barostat's adaptive step size is not part of OpenMM's checkpoint).
+A sampler holds the lock of its folder while it runs (:func:`atomml.locks.output_lock`): a
+second process on the same folder is refused. Running again resumes from the checkpoint: the
+files are cut back to their recorded sizes (a sample half-written at a kill is dropped) and
+sampling continues; a larger ``samples`` extends a finished run. Replica exchange restores
+the integrator's random-number state as well, so a resumed run draws exactly the samples an
+uninterrupted one would (on the same platform and machine; a Monte Carlo barostat's adaptive
+step size is not part of OpenMM's checkpoint).
 
 :func:`sampling_speed` reports each state's simulation speed (ns/day) from the wall time spent
 in dynamics. :func:`wall_clock_budget` gives either sampler a callback that stops it at the
@@ -39,6 +43,7 @@ first checkpoint after a number of minutes (:class:`BudgetSpent`), to be resumed
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -49,7 +54,9 @@ from typing import Any
 import numpy as np
 
 from .. import units
+from ..errors import ResumeMismatchError
 from ..files import replacing, write_text
+from ..locks import output_lock
 
 REPLICA_EXCHANGE_CHECKPOINT = "replica_exchange.npz"
 
@@ -76,10 +83,66 @@ def wall_clock_budget(max_minutes: float | None) -> Callable[[int], None] | None
 
 def _claim(folder: Path, settings: dict) -> None:
     """Record the run's settings in ``folder``, refusing a folder that holds another run."""
+    settings = json.loads(json.dumps(settings))  # as it reads back (tuples become lists)
     info = folder / "run.json"
-    if info.exists() and json.loads(info.read_text()) != settings:
-        raise ValueError(f"{folder} holds a run with other settings ({info.read_text()}); use another folder")
+    if info.exists():
+        _refuse_other_run(folder, json.loads(info.read_text()), settings)
     write_text(info, json.dumps(settings))
+
+
+def _refuse_other_run(folder: Path, recorded: dict, settings: dict) -> None:
+    old, new = _flat(recorded), _flat(settings)
+    differ = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    if differ:
+        raise ResumeMismatchError(
+            f"{folder} holds samples of a run with other settings (differing: {', '.join(differ)}); give the "
+            f"settings it ran with, use another output folder, or delete {folder} to sample it afresh"
+        )
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one dict with dotted keys, so that a mismatch names the setting."""
+    if not isinstance(value, dict) or not value:
+        return {prefix.rstrip("."): value}
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        out.update(_flat(item, f"{prefix}{key}."))
+    return out
+
+
+def check_identity(folder: str | os.PathLike[str], identity: dict) -> None:
+    """Refuse (:class:`~atomml.errors.ResumeMismatchError`) a ``folder`` whose samples were
+    drawn for another ``identity`` (as a sampler records it); nothing if it holds none."""
+    info = Path(folder) / "run.json"
+    if info.exists():
+        recorded = json.loads(info.read_text()).get("identity")
+        _refuse_other_run(Path(folder), {"identity": recorded}, {"identity": json.loads(json.dumps(identity))})
+
+
+def check_resumable(folder: str | os.PathLike[str], identity: dict) -> None:
+    """Before any set-up work: refuse a ``folder`` that another process samples now
+    (:class:`~atomml.errors.OutputInUseError`) or that holds another run's samples
+    (:func:`check_identity`). The samplers check both again while they hold the folder."""
+    with output_lock(folder, "sampling folder"):
+        check_identity(folder, identity)
+
+
+def _holding_folder(sampler: Callable[..., Path]) -> Callable[..., Path]:
+    """``sampler`` holding the lock of its ``folder`` (the fifth argument) while it runs: one
+    writer per folder, so that two runs never interleave their samples."""
+
+    @functools.wraps(sampler)
+    def locked(system: Any, positions: Any, states: Any, set_state: Any, folder: Any, *args: Any, **kwargs: Any) -> Path:
+        with output_lock(folder, "sampling folder"):
+            return sampler(system, positions, states, set_state, folder, *args, **kwargs)
+
+    return locked
+
+
+def _identity(identity: dict | None) -> dict:
+    """The run.json entry of what the caller says defines the run besides the sampler's own
+    settings (molecule, protocol, potential, ...); none when it says nothing."""
+    return {} if identity is None else {"identity": identity}
 
 
 def _context(system: Any, temperature: float, friction_per_ps: float, timestep_fs: float, seed: int,
@@ -131,6 +194,7 @@ def _equilibrate(context: Any, integrator: Any, positions: Any, box: Any, set_st
     return time.perf_counter() - start
 
 
+@_holding_folder
 def sample_windows(
     system: Any,
     positions: Any,
@@ -150,13 +214,18 @@ def sample_windows(
     progress: bool = True,
     callback: Callable[[int], None] | None = None,
     minimize: bool = True,
+    identity: dict | None = None,
 ) -> Path:
     """Sample every state in turn (LangevinMiddle, NVT); returns ``folder``. Resumable.
 
     With the default ``checkpoint_every=1`` no completed sample is lost at a kill; with a larger
     value, samples after the last checkpoint are drawn again. ``callback(samples_done)`` is
     called after each checkpoint with the window's samples done. ``minimize=False`` skips the
-    minimisation before the equilibration (see :func:`sample_replica_exchange`)."""
+    minimisation before the equilibration (see :func:`sample_replica_exchange`).
+    ``identity`` (JSON-able) names what else defines the run (the molecule, the protocol, the
+    potential): it is recorded in ``run.json`` with the sampler's settings, and resuming the
+    folder with other settings or another identity is a
+    :class:`~atomml.errors.ResumeMismatchError`."""
     import openmm
     from tqdm import tqdm
 
@@ -165,7 +234,8 @@ def sample_windows(
     kt = units.kt(temperature)
     n_states = len(states)
     _claim(folder, {"n_states": n_states, "temperature": temperature, "steps_per_sample": steps_per_sample,
-                    "timestep_fs": timestep_fs, "friction_per_ps": friction_per_ps, "seed": seed})  # fmt: skip
+                    "timestep_fs": timestep_fs, "friction_per_ps": friction_per_ps, "seed": seed,
+                    **_identity(identity)})  # fmt: skip
     with tqdm(total=n_states * samples, unit="sample", disable=not progress, desc="windows") as bar:
         for k, state in enumerate(states):
             rows, meta_path, xml_path = folder / f"window_{k}.u", folder / f"window_{k}.json", folder / f"window_{k}.state.xml"
@@ -276,6 +346,7 @@ def _exchange(u: np.ndarray, replica_of_state: np.ndarray, iteration: int, rng: 
     return outcome
 
 
+@_holding_folder
 def sample_replica_exchange(
     system: Any,
     positions: Any,
@@ -294,6 +365,7 @@ def sample_replica_exchange(
     progress: bool = True,
     callback: Callable[[int], None] | None = None,
     minimize: bool = True,
+    identity: dict | None = None,
 ) -> Path:
     """Hamiltonian replica exchange over ``states`` (see module doc); returns ``folder``.
 
@@ -303,7 +375,8 @@ def sample_replica_exchange(
     reproducible. ``callback(iterations_done)`` is called after each iteration's checkpoint.
     Resumable; checkpoints after every iteration. ``minimize=False`` skips the minimisation
     (for potentials whose energy is only sound near sampled geometries: an L-BFGS line search
-    tries far-off ones)."""
+    tries far-off ones). ``identity``: what else defines the run (JSON-able), recorded in
+    ``run.json``; resuming with another is refused (see :func:`sample_windows`)."""
     import openmm
     from openmm import unit
     from tqdm import tqdm
@@ -314,7 +387,7 @@ def sample_replica_exchange(
     n_states = len(states)
     _claim(folder, {"sampler": "replica_exchange", "n_states": n_states, "temperature": temperature,
                     "steps_per_sample": steps_per_sample, "timestep_fs": timestep_fs,
-                    "friction_per_ps": friction_per_ps, "seed": seed})  # fmt: skip
+                    "friction_per_ps": friction_per_ps, "seed": seed, **_identity(identity)})  # fmt: skip
     context, integrator = _context(system, temperature, friction_per_ps, timestep_fs, seed + 1, platform)
     files = [folder / f"window_{k}.u" for k in range(n_states)] + [folder / "replicas.i32", folder / "exchanges.i8"]
     checkpoint = folder / REPLICA_EXCHANGE_CHECKPOINT
