@@ -68,7 +68,8 @@ def load(path: Path, device: torch.device) -> dict[str, Any]:
     try:
         data = torch.load(path, weights_only=True, map_location=device)
     except Exception as error:  # noqa: BLE001 - any unreadable file gets the same advice
-        raise CheckpointError(f"{path} is damaged or not an atomml checkpoint ({error}); {RESTART}") from None
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path} is damaged or not an atomml checkpoint ({first_line}); {RESTART}") from None
     if not isinstance(data, dict) or "version" not in data:
         raise CheckpointError(f"{path} is not an atomml checkpoint; {RESTART}")
     if data["version"] != VERSION:
