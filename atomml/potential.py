@@ -7,6 +7,16 @@ vectors, the per-element reference energies and energy scale/shift, the terms an
 structure are written there once. :meth:`Potential.forward` checks the input, builds the
 neighbour list if needed, and takes forces (-dE/dr) and stress ((1/V) dE/dε, ASE's sign, Voigt
 order) by autograd from a symmetric strain applied to positions and cell together.
+
+Precision policy (one code path for every network dtype): the network runs in the potential's
+``dtype`` (float32 by default, float64 for checks); everything else is float64 — positions,
+cells and edge vectors (formed in float64, then cast to the network's dtype), the per-element
+reference energies, energy scale and shift (float64 buffers whatever ``.to(dtype)`` is called
+with), each atom's energy (the network's output and every term's are cast up before they are
+added) and the sum per structure. Forces and stress are derivatives of that float64 total with
+respect to float64 positions and strain. This is NequIP's ``model_dtype`` idea: a float32
+network's rounding stays at the scale of its own per-atom output (~1e-7 eV per atom), instead of
+the ~1e-2 eV of a float32 sum of -1e5 eV totals.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from .nn.scatter import scatter_sum
 
 MAX_Z = 118
 MIN_DISTANCE = 0.1  # Å; closer atoms are overlapping (a duplicated atom, a broken structure)
+FLOAT64_BUFFERS = ("atomic_energies", "energy_scale", "energy_shift")  # float64 in every network dtype
 MIN_CELL_VOLUME = 1e-9  # Å^3; a smaller cell does not span three dimensions: no stress
 VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
 
@@ -78,18 +89,30 @@ class Potential(nn.Module):
         self.register_buffer("species_of_z", lookup, persistent=False)
         self.register_buffer("z_of_species", torch.tensor(self.elements, dtype=torch.long), persistent=False)
         dtype = next(iter(model.parameters()), torch.empty(0)).dtype
-        reference = torch.zeros(len(self.elements), dtype=dtype)
+        # an empty buffer that follows .to(dtype): the network's dtype, even with no parameters
+        self.register_buffer("network_dtype", torch.empty(0, dtype=dtype), persistent=False)
+        reference = torch.zeros(len(self.elements), dtype=torch.float64)
         for z, e in (atomic_energies or {}).items():
             if int(z) not in self.elements:
                 raise ValueError(f"atomic energy given for element Z={z}, which is not in elements {self.elements}")
             reference[self.elements.index(int(z))] = float(e)
         self.register_buffer("atomic_energies", reference)
-        self.register_buffer("energy_scale", torch.tensor(float(energy_scale), dtype=dtype))
-        self.register_buffer("energy_shift", torch.tensor(float(energy_shift), dtype=dtype))
+        self.register_buffer("energy_scale", torch.tensor(float(energy_scale), dtype=torch.float64))
+        self.register_buffer("energy_shift", torch.tensor(float(energy_shift), dtype=torch.float64))
+
+    def _apply(self, fn: Any, recurse: bool = True) -> Potential:
+        """``.to()``, ``.float()``, ``.cuda()``...: the float64 buffers (:data:`FLOAT64_BUFFERS`)
+        move with the module but stay float64; casting them through float32 would lose digits."""
+        kept = {name: self._buffers[name] for name in FLOAT64_BUFFERS}
+        super()._apply(fn, recurse)
+        for name, value in kept.items():
+            self._buffers[name] = value.to(device=self._buffers[name].device, dtype=torch.float64)
+        return self
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.atomic_energies.dtype
+        """The network's dtype (float32 or float64); energies and geometry are float64 always."""
+        return self.network_dtype.dtype
 
     @property
     def long_range(self) -> bool:
@@ -114,9 +137,8 @@ class Potential(nn.Module):
         return species
 
     def atom_energies(self, raw: Tensor, species: Tensor) -> Tensor:
-        """Per-atom energies (eV) from the architecture's output: scale, shift, reference."""
-        dtype = raw.dtype
-        return self.energy_scale.to(dtype) * raw + self.energy_shift.to(dtype) + self.atomic_energies.to(dtype)[species]
+        """Per-atom energies (eV, float64) from the architecture's output: scale, shift, reference."""
+        return self.energy_scale * raw.to(torch.float64) + self.energy_shift + self.atomic_energies[species]
 
     def energy(
         self,
@@ -164,7 +186,7 @@ class Potential(nn.Module):
                 node_features=out.node_features, charges=out.charges,
             )  # fmt: skip
             for term in self.terms:
-                energies = energies + term(inputs).to(energies.dtype)
+                energies = energies + term(inputs).to(torch.float64)
         return scatter_sum(energies, batch, num_graphs), energies
 
     def forward(
@@ -176,10 +198,10 @@ class Potential(nn.Module):
     ) -> dict[str, Tensor]:
         """Energy (B,), per-atom energies (N,), forces (N, 3) and stress (B, 6) on request.
 
-        Positions and cell are used in float64 when the graph holds them in float64 (as every
-        atomml interface does), so that edge vectors are exact wherever the structure sits; the
-        network runs in the potential's dtype. If the graph has no edges, the neighbour list is
-        built here. ``create_graph=True`` keeps the derivative graph
+        Energies, forces and stress are float64 whatever the network's dtype (the precision
+        policy in the module docstring); give positions and cell in float64 (every atomml
+        interface does) so that they are not rounded before the edge vectors are formed. If the
+        graph has no edges, the neighbour list is built here. ``create_graph=True`` keeps the derivative graph
         (for training on forces).
         """
         check_graph(graph)
@@ -187,7 +209,7 @@ class Potential(nn.Module):
         if graph.edge_index is None or graph.cell_shift is None:
             graph = graph.with_neighbors(self.cutoff)
         dtype = self.dtype
-        geometry = torch.promote_types(graph.positions.dtype, dtype)
+        geometry = torch.float64  # the precision policy (module docstring)
         positions = graph.positions.to(geometry)
         cell = graph.cell.to(geometry)
         edge_index, cell_shift = graph.edge_index, graph.cell_shift

@@ -32,7 +32,7 @@ def predict(
     energy, forces, stresses = [], [], []
     for start in range(0, len(idx), batch_size):
         chunk = idx[start : start + batch_size]
-        graph, labels = dataset.batch(chunk, dtype=potential.dtype)
+        graph, labels = dataset.batch(chunk, dtype=torch.float64)  # float64 geometry: atomml.potential
         want_stress = wants_stress(graph.cell, labels["stress"]) if stress is None else stress
         with torch.enable_grad():
             out = potential(graph.to(device=_device(potential)), compute_forces=True, compute_stress=want_stress)

@@ -272,7 +272,9 @@ class Trainer:
         self.potential.train()
         local = global_batch[self.rank :: self.world]
         counts = _global_counts(self.train_data, global_batch)
-        graph, labels = self.train_data.batch(local, dtype=self.dtype)
+        # geometry and labels in float64 (the precision policy of atomml.potential): a -1e4 eV
+        # label in float32 is rounded by 1e-3 eV; only the network runs in self.dtype
+        graph, labels = self.train_data.batch(local, dtype=torch.float64)
         graph = graph.to(device=self.device)
         labels = {k: v.to(self.device) for k, v in labels.items()}
         compute_stress = c.stress_weight > 0 and wants_stress(graph.cell, labels["stress"])
