@@ -61,7 +61,7 @@ class PotentialModule(nn.Module):
         from . import from_ase
 
         pot = self.potential
-        graph = from_ase(atoms, dtype=pot.dtype).with_neighbors(pot.cutoff)
+        graph = from_ase(atoms, dtype=torch.float64).with_neighbors(pot.cutoff)  # float64 geometry: atomml.potential
         assert graph.edge_index is not None and graph.cell_shift is not None
         vec = edge_vectors(graph.positions, graph.cell, graph.batch, graph.edge_index, graph.cell_shift)
         keep = vec.norm(dim=1) < pot.cutoff
