@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,8 +43,9 @@ def _run(cmd: list[str], cwd: Path, what: str) -> None:
         raise RuntimeError(f"{what} failed ({' '.join(cmd[:3])} ...), in {cwd}:\n{tail}")
 
 
-def conformer_sdf(smiles: str, path: Path, seed: int = 0) -> int:
-    """Write one 3D conformer with hydrogens to ``path`` (SDF); returns the formal charge."""
+def embedded_molecule(smiles: str, seed: int = 0) -> Any:
+    """An RDKit molecule of ``smiles`` with hydrogens and one 3D conformer (ETKDG, then MMFF),
+    deterministic for a given ``seed``."""
     from rdkit import Chem
     from rdkit.Chem import AllChem
 
@@ -54,6 +56,14 @@ def conformer_sdf(smiles: str, path: Path, seed: int = 0) -> int:
     if AllChem.EmbedMolecule(mol, randomSeed=seed) != 0:
         raise RuntimeError(f"RDKit could not embed a 3D conformer of {smiles!r}")
     AllChem.MMFFOptimizeMolecule(mol)
+    return mol
+
+
+def conformer_sdf(smiles: str, path: Path, seed: int = 0) -> int:
+    """Write one 3D conformer with hydrogens to ``path`` (SDF); returns the formal charge."""
+    from rdkit import Chem
+
+    mol = embedded_molecule(smiles, seed)
     Chem.MolToMolFile(mol, str(path))
     return Chem.GetFormalCharge(mol)
 

@@ -118,16 +118,9 @@ def water_box(n_per_side: int, seed: int = 0) -> Atoms:
 def molecule_from_smiles(smiles: str, seed: int = 0) -> Atoms:
     """One 3D conformer of ``smiles`` with hydrogens (RDKit ETKDG, then MMFF), deterministic for
     a given ``seed``."""
-    from rdkit import Chem
-    from rdkit.Chem import AllChem
+    from ..mm import embedded_molecule
 
-    mol = Chem.MolFromSmiles(smiles)
-    if mol is None:
-        raise ValueError(f"RDKit cannot read the SMILES {smiles!r}")
-    mol = Chem.AddHs(mol)
-    if AllChem.EmbedMolecule(mol, randomSeed=seed) != 0:
-        raise RuntimeError(f"RDKit could not embed a 3D conformer of {smiles!r}")
-    AllChem.MMFFOptimizeMolecule(mol)
+    mol = embedded_molecule(smiles, seed)
     return Atoms(numbers=[a.GetAtomicNum() for a in mol.GetAtoms()], positions=mol.GetConformer().GetPositions())
 
 
