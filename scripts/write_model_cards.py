@@ -93,6 +93,13 @@ def table(test: dict) -> list[str]:
     return rows
 
 
+PRECISION_ROW = (  # atomml's precision policy: atomml/potential.py
+    "| precision | the network runs in float32 (its stored weights); positions, edge vectors, reference energies, "
+    "per-atom energies, totals, forces and stress are float64 (atomml's precision policy). "
+    "`dtype=torch.float64` runs the network in float64 too, for checks. |"
+)
+
+
 def main() -> None:
     for name, card in CARDS.items():
         path = atomml.shipped_potentials().get(name)
@@ -116,6 +123,7 @@ def main() -> None:
             f"| training data | {card['data']} |",
             f"| speed | {measured['ms_per_step']:.1f} ms per energy+forces call for {measured['atoms']} atoms "
             f"(CPU, 1 thread, float32): {measured['ns_per_day']:.2f} ns/day at {measured['timestep_fs']} fs |",
+            PRECISION_ROW,
             f"| use | {card['use']} |", "",
             "## Test errors of the shipped file", "",
             "Measured by the trainer on structures it never trained on (also in the file's header: "
