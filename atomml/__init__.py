@@ -2,8 +2,8 @@
 
 The public API is what this module exports; everything else may change. The subpackages named
 in :data:`SUBMODULES` are imported on first access (``atomml.models.create(...)`` after a plain
-``import atomml``), so that ``import atomml`` stays fast and loads no optional dependency
-(OpenMM, pymbar, RDKit, matplotlib, YAML).
+``import atomml``), and so are the public names, so that ``import atomml`` stays fast and loads
+neither torch nor any optional dependency (OpenMM, pymbar, RDKit, matplotlib, YAML).
 """
 
 from __future__ import annotations
@@ -15,11 +15,15 @@ import importlib.util
 from typing import Any
 
 from .errors import InputError, PotentialFileError
-from .graph import AtomicGraph, batch_graphs, from_ase, from_pymatgen
-from .interfaces.ase import AtomMLCalculator
-from .neighbors import neighbor_list
-from .potential import Potential
-from .potential_file import load_potential, read_header, save_potential, shipped_potentials
+
+# The public names below load torch; they are imported on first access, so that ``import atomml``
+# (and the ``atomml`` command, which must configure OpenMP before torch loads) stays light.
+_PUBLIC = {
+    "AtomMLCalculator": "interfaces.ase", "AtomicGraph": "graph", "batch_graphs": "graph", "from_ase": "graph",
+    "from_pymatgen": "graph", "neighbor_list": "neighbors", "Potential": "potential",
+    "load_potential": "potential_file", "read_header": "potential_file", "save_potential": "potential_file",
+    "shipped_potentials": "potential_file",
+}  # fmt: skip
 
 # Documented subpackages and modules, reachable as attributes of ``atomml``. A name whose module
 # is not (yet) part of this installation is simply not an attribute.
@@ -47,7 +51,11 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """Import a documented subpackage on first access (PEP 562)."""
+    """Import a public name or a documented subpackage on first access (PEP 562)."""
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(f"{__name__}.{_PUBLIC[name]}"), name)
+        globals()[name] = value
+        return value
     if name in SUBMODULES:
         try:
             return importlib.import_module(f"{__name__}.{name}")
@@ -59,4 +67,4 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     present = [name for name in SUBMODULES if importlib.util.find_spec(f"{__name__}.{name}") is not None]
-    return sorted(set(globals()) | set(present))
+    return sorted(set(globals()) | set(_PUBLIC) | set(present))

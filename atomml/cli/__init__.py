@@ -16,7 +16,13 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from . import commands, fe
+from ..threads import passive_openmp
+
+# Before anything loads torch (and with it the OpenMP runtime, which reads this once): idle
+# threads sleep instead of spinning against other work on a shared machine.
+OPENMP_PASSIVE = passive_openmp()
+
+from . import commands, fe  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,6 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"atomml {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into a reader that stopped (``atomml info ... | head``)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
     except Exception as exc:
         message = expected_failure(exc)
         if message is None:

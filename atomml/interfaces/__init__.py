@@ -6,3 +6,17 @@
 
 Importing this package imports none of them, so OpenMM is loaded only when asked for.
 """
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+_MODULES = ("ase", "openmm", "openmm_plugin")
+
+
+def __getattr__(name: str) -> ModuleType:
+    """``atomml.interfaces.ase`` and its siblings are imported on first access (PEP 562)."""
+    if name in _MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
