@@ -210,3 +210,15 @@ def test_info_shows_the_cutoff_of_the_loaded_potential(tmp_path, capsys):
     assert f"cutoff:        {loaded.cutoff} Å (architecture {loaded.architecture_cutoff} Å" in capsys.readouterr().out
     assert main(["info", str(path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["cutoff"] == loaded.cutoff
+
+
+def test_output_into_a_closed_pipe_ends_quietly():
+    """``atomml info NAME | head -1``: the reader stops before the command writes. The write
+    fails with EPIPE; the command ends with exit 0 and nothing on stderr (before: a one-line
+    'Broken pipe' error, or Python's 'Exception ignored ... BrokenPipeError' at exit)."""
+    proc = subprocess.Popen([sys.executable, "-m", "atomml.cli", "info", "schnet-cu-emt-demo"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc.stdout.close()  # long before the command has loaded torch and the potential
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0, stderr
+    assert stderr == ""
