@@ -10,12 +10,16 @@ PATH; RDKit from ``rdkit``. The molecule is residue ``LIG``, first in the topolo
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +42,8 @@ def _run(cmd: list[str], cwd: Path, what: str) -> None:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env)
+    if proc.returncode == -signal.SIGINT:  # Ctrl-C reaches the whole foreground process group
+        raise KeyboardInterrupt
     if proc.returncode != 0:
         tail = (proc.stdout + proc.stderr)[-2000:]
         raise RuntimeError(f"{what} failed ({' '.join(cmd[:3])} ...), in {cwd}:\n{tail}")
@@ -69,15 +75,47 @@ def conformer_sdf(smiles: str, path: Path, seed: int = 0) -> int:
 
 
 FORCE_FIELDS = ("gaff2", "gaff")
+# the elements that GAFF/GAFF2 types and AM1-BCC charges (sqm's bond charge corrections) cover
+FORCE_FIELD_ELEMENTS = ("H", "C", "N", "O", "F", "P", "S", "Cl", "Br", "I")
+
+
+def check_molecule(smiles: str) -> Any:
+    """The RDKit molecule (with hydrogens) of ``smiles`` if :func:`solvated_molecule` can set it
+    up: the SMILES parses, names one molecule, and all its elements are GAFF's; a
+    :class:`~atomml.errors.InputError` naming the problem and the fix otherwise. Takes well
+    under a second, so that a long run refuses bad input before any work."""
+    from rdkit import Chem, RDLogger
+
+    from .errors import InputError
+
+    RDLogger.DisableLog("rdApp.*")  # the error below says it in one line
+    try:
+        mol = Chem.MolFromSmiles(smiles)
+    finally:
+        RDLogger.EnableLog("rdApp.*")
+    if mol is None:
+        raise InputError(f"RDKit cannot read the SMILES {smiles!r}; check it (e.g. ethanol is CCO, acetate CC(=O)[O-])")
+    fragments = Chem.GetMolFrags(mol)
+    if len(fragments) > 1:
+        raise InputError(f"the SMILES {smiles!r} holds {len(fragments)} molecules ('.'); give one molecule (no salts "
+                         "or mixtures)")  # fmt: skip
+    mol = Chem.AddHs(mol)
+    unknown = sorted({a.GetSymbol() for a in mol.GetAtoms()} - set(FORCE_FIELD_ELEMENTS))
+    if unknown:
+        raise InputError(f"{smiles!r} contains {', '.join(unknown)}, which GAFF/GAFF2 and AM1-BCC do not cover "
+                         f"(they cover {', '.join(FORCE_FIELD_ELEMENTS)}); choose a molecule of those elements")  # fmt: skip
+    return mol
 
 
 def solvated_molecule(
-    smiles: str, workdir: str | os.PathLike[str], padding: float | None = 8.0, seed: int = 0, force_field: str = "gaff2"
+    smiles: str, workdir: str | os.PathLike[str], padding: float | None = 8.0, seed: int = 0, force_field: str = "gaff2",
+    log: Callable[[str], None] | None = None,
 ) -> tuple[AmberSystem, AmberSystem | None]:
     """GAFF2/AM1-BCC ``smiles`` in a TIP3P box (``padding`` Å around it) and alone in vacuum
     (the same parameters and conformer); files in ``workdir``. ``padding=None``: vacuum only,
     returned first. ``force_field="gaff"``: GAFF 1.x types and parameters instead (what
-    FreeSolv's calculated values used), the same AM1-BCC charges."""
+    FreeSolv's calculated values used), the same AM1-BCC charges. ``log`` is told each stage
+    as it starts and ends (conformer, charges, parameters and box)."""
     if force_field not in FORCE_FIELDS:
         raise ValueError(f"force_field must be one of {FORCE_FIELDS}, got {force_field!r}")
     work = Path(workdir)
@@ -90,9 +128,23 @@ def solvated_molecule(
         vacuum = _amber_system(work, "vacuum")
         return (vacuum, None) if padding is None else (_amber_system(work, "solvent"), vacuum)
     record.unlink(missing_ok=True)
-    charge = conformer_sdf(smiles, work / "molecule.sdf", seed)
-    _run([_tool("antechamber"), "-i", "molecule.sdf", "-fi", "sdf", "-o", "molecule.mol2", "-fo", "mol2",
-          "-c", "bcc", "-at", force_field, "-nc", str(charge), "-rn", "LIG", "-pf", "y"], work, "antechamber (AM1-BCC)")  # fmt: skip
+    say = log or (lambda message: None)
+    stages = 3
+    with _stage(say, f"set-up 1/{stages}: 3D conformer of {smiles} (RDKit ETKDG, MMFF)"):
+        charge = conformer_sdf(smiles, work / "molecule.sdf", seed)
+    with _stage(say, f"set-up 2/{stages}: AM1-BCC charges, {force_field.upper()} atom types (antechamber, sqm; "
+                     "seconds for small molecules, minutes for large ones)"):  # fmt: skip
+        _run([_tool("antechamber"), "-i", "molecule.sdf", "-fi", "sdf", "-o", "molecule.mol2", "-fo", "mol2",
+              "-c", "bcc", "-at", force_field, "-nc", str(charge), "-rn", "LIG", "-pf", "y"], work, "antechamber (AM1-BCC)")  # fmt: skip
+    box = "" if padding is None else f", TIP3P box with {padding:g} Å of water"
+    with _stage(say, f"set-up 3/{stages}: missing parameters{box} (parmchk2, tleap)"):
+        _set_up_topology(work, force_field, padding)
+    record.write_text(json.dumps(request))
+    vacuum = _amber_system(work, "vacuum")
+    return (vacuum, None) if padding is None else (_amber_system(work, "solvent"), vacuum)
+
+
+def _set_up_topology(work: Path, force_field: str, padding: float | None) -> None:
     _run([_tool("parmchk2"), "-i", "molecule.mol2", "-f", "mol2", "-o", "molecule.frcmod", "-s", force_field], work, "parmchk2")
     solvate = "" if padding is None else f"SOLV = copy LIG\nsolvateBox SOLV TIP3PBOX {padding}\n" \
         "saveamberparm SOLV solvent.prmtop solvent.inpcrd\n"
@@ -101,9 +153,15 @@ def solvated_molecule(
         "LIG = loadmol2 molecule.mol2\nsaveamberparm LIG vacuum.prmtop vacuum.inpcrd\n" + solvate + "quit\n"
     )
     _run([_tool("tleap"), "-f", "tleap.in"], work, "tleap")
-    record.write_text(json.dumps(request))
-    vacuum = _amber_system(work, "vacuum")
-    return (vacuum, None) if padding is None else (_amber_system(work, "solvent"), vacuum)
+
+
+@contextlib.contextmanager
+def _stage(say: Callable[[str], None], what: str) -> Iterator[None]:
+    """Tell ``say`` that a stage starts, and when it ends how long it took."""
+    say(f"{what} ...")
+    start = time.perf_counter()
+    yield
+    say(f"{what.split(':')[0]}: done in {time.perf_counter() - start:.1f} s")
 
 
 def _amber_system(work: Path, name: str) -> AmberSystem:

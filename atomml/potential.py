@@ -78,6 +78,7 @@ class Potential(nn.Module):
         self.elements = [int(z) for z in elements]
         self.architecture_cutoff = float(cutoff)
         self.metadata = dict(metadata or {})
+        self._open_shell_warned: set[tuple[tuple[int, ...], float]] = set()  # (composition, charge) warned about
         self.terms = nn.ModuleList(terms)
         for term in self.terms:
             term.check_elements(self.elements)
@@ -135,6 +136,39 @@ class Potential(nn.Module):
                 f"{known}. Use a potential trained on these elements."
             )
         return species
+
+    def _warn_open_shell(self, graph: AtomicGraph) -> None:
+        """Warn about structures with an odd number of electrons (Z summed minus the total charge:
+        a radical, or an ion given without its charge) for a potential trained on closed-shell
+        molecules only (``metadata["closed_shell_only"]``), once per composition and charge.
+        Per call this costs one sum over the atoms; only an odd structure is looked at further."""
+        electrons = scatter_sum(graph.atomic_numbers.to(torch.float64), graph.batch, graph.num_graphs)
+        electrons = electrons - graph.total_charge.to(torch.float64)
+        whole = electrons.round()
+        odd = (torch.remainder(whole, 2) == 1) & ((electrons - whole).abs() < 1e-6)  # fractional: warned elsewhere
+        if not bool(odd.any()):
+            return
+        import warnings
+
+        from ase.symbols import Symbols
+
+        for b in torch.nonzero(odd).flatten().tolist():
+            numbers = graph.atomic_numbers[graph.batch == b].cpu()
+            charge = float(graph.total_charge[b])
+            key = (tuple(torch.bincount(numbers).tolist()), charge)
+            if key in self._open_shell_warned:
+                continue
+            self._open_shell_warned.add(key)
+            formula = Symbols(numbers.numpy()).get_chemical_formula()
+            name = self.metadata.get("name", "this potential")
+            warnings.warn(
+                f"{formula} with total charge {charge:g} has {int(whole[b])} electrons, an odd number (a radical): "
+                f"{name} was trained on closed-shell molecules only, so its energies and forces for it are "
+                "outside the training data; if it is an ion, give its charge (atoms.info['charge'], charge= in "
+                "OpenMM, --charge for atomml md), otherwise use a method made for open-shell systems",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def atom_energies(self, raw: Tensor, species: Tensor) -> Tensor:
         """Per-atom energies (eV, float64) from the architecture's output: scale, shift, reference."""
@@ -206,6 +240,8 @@ class Potential(nn.Module):
         """
         check_graph(graph)
         species = self.species(graph.atomic_numbers)
+        if self.metadata.get("closed_shell_only") is True:
+            self._warn_open_shell(graph)
         if graph.edge_index is None or graph.cell_shift is None:
             graph = graph.with_neighbors(self.cutoff)
         dtype = self.dtype

@@ -85,7 +85,6 @@ def _file_checksum(version: int, header: dict[str, Any], tensors: dict[str, torc
 def save_potential(potential: Potential, path: str | os.PathLike[str]) -> Path:
     """Write ``potential`` to ``path`` (``.safetensors`` is appended if missing)."""
     from ase.data import chemical_symbols
-    from safetensors.torch import save_file
 
     from . import __version__
     from .terms import spec
@@ -110,8 +109,16 @@ def save_potential(potential: Potential, path: str | os.PathLike[str]) -> Path:
         "metadata": potential.metadata,
         "atomml_version": __version__,
     }
+    return _write(path, header, tensors, f"cannot save {path}")
+
+
+def _write(path: Path, header: dict[str, Any], tensors: dict[str, torch.Tensor], where: str) -> Path:
+    """Write ``header`` (checked, with a fresh checksum) and ``tensors`` to ``path`` in the
+    newest format version."""
+    from safetensors.torch import save_file
+
     header = json.loads(json.dumps(header))  # checksum what a reader will parse (tuples -> lists, ...)
-    check_header(header, f"cannot save {path}")  # never write a file that loading refuses
+    check_header(header, where)  # never write a file that loading refuses
     header["sha256"] = _file_checksum(FORMAT_VERSION, header, tensors)
     path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "header": json.dumps(header)}
@@ -119,6 +126,18 @@ def save_potential(potential: Potential, path: str | os.PathLike[str]) -> Path:
         save_file(tensors, str(tmp), metadata=metadata)
     os.chmod(path, 0o644)  # safetensors creates files readable by the owner only
     return path
+
+
+def replace_metadata(path_or_name: str | os.PathLike[str], metadata: dict[str, Any]) -> Path:
+    """Give a potential file new ``metadata``, keeping its tensors and its other header fields
+    as they are (byte for byte) and writing a fresh checksum in the newest format version. The
+    file is verified first: a damaged one is refused, not re-signed."""
+    path = resolve(path_or_name)
+    version, header = _version_and_header(path, _metadata(path))
+    tensors = _tensors(path)
+    _verify_checksum(path, version, header, tensors)
+    header = {k: v for k, v in header.items() if k not in ("sha256", "weights_sha256")}
+    return _write(path, {**header, "metadata": metadata}, tensors, f"cannot rewrite {path}")
 
 
 # -- finding -----------------------------------------------------------------------------------
@@ -282,6 +301,9 @@ FIELDS: dict[str, tuple[Callable[[Any], bool], str, bool]] = {
     "energy_terms": (_is_terms, "a list of objects with a 'name' and a 'config' object", False),
     "dtype": (_is_float_dtype, "a floating-point torch dtype such as 'float32' or 'float64'", True),
     "metadata": (lambda v: isinstance(v, dict), "an object", False),
+    # read by atomml md (its default time step) and by the calculators (a warning for radicals)
+    "metadata.recommended_timestep_fs": (_is_positive, "a positive number (fs)", False),
+    "metadata.closed_shell_only": (lambda v: isinstance(v, bool), "true or false", False),
     "atomml_version": (lambda v: isinstance(v, str), "a version string", False),
 }
 

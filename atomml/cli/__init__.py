@@ -16,7 +16,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from ..threads import passive_openmp
+from ..threads import available_cpus, passive_openmp
 
 # Before anything loads torch (and with it the OpenMP runtime, which reads this once): idle
 # threads sleep instead of spinning against other work on a shared machine.
@@ -30,42 +30,82 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the traceback of every error, expected ones included")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    md = sub.add_parser("md", help="molecular dynamics of a structure with a potential (resumable)")
-    md.add_argument("structure", help="any ASE-readable structure file (last frame is used)")
+    md = sub.add_parser(
+        "md", help="molecular dynamics of a structure with a potential (resumable)",
+        description="Molecular dynamics of a structure with a potential. Writes the trajectory (extxyz frames with "
+        "energy and forces; with --engine openmm a DCD and a <name>.topology.pdb to read it with), a log and a "
+        "resume record: running the same command again resumes. A run that blows up stops with an error, "
+        "keeping the frames before it.",
+    )  # fmt: skip
+    md.add_argument("structure", help="any ASE-readable structure file (the last frame is used)")
     md.add_argument("--potential", "-p", required=True, help="potential file or shipped name")
-    md.add_argument("--ensemble", choices=["nve", "nvt"], default="nvt", help="nve: velocity Verlet; nvt: Langevin")
-    md.add_argument("--temperature", "-T", type=float, default=300.0, help="K (initial velocities and bath)")
-    md.add_argument("--timestep", type=float, default=1.0, help="fs")
-    md.add_argument("--steps", type=int, default=1000)
-    md.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs")
-    md.add_argument("--interval", type=int, default=10, help="steps between trajectory frames / checkpoints")
+    md.add_argument("--ensemble", choices=["nve", "nvt", "npt"], default="nvt",
+                    help="nve: velocity Verlet; nvt: Langevin; npt: constant pressure, periodic cells only (ase: "
+                    "Nose-Hoover chains + MTK barostat; openmm: Langevin + Monte Carlo barostat) (default: %(default)s)")
+    md.add_argument("--pressure", type=float, default=None, help="npt: pressure in bar (default: 1.01325, 1 atm)")
+    md.add_argument("--barostat", choices=["isotropic", "full"], default=None,
+                    help="npt: isotropic keeps the cell's shape and scales its size; full lets every length and angle "
+                    "change, for solids (a liquid's cell has no shape to keep and drifts) (default: isotropic)")
+    md.add_argument("--barostat-time", type=float, default=None,
+                    help="npt, ase engine: MTK barostat time constant, fs (default: 1000)")
+    md.add_argument("--thermostat-time", type=float, default=None,
+                    help="npt, ase engine: Nose-Hoover chain time constant, fs (default: 100; openmm uses --friction)")
+    md.add_argument("--barostat-interval", type=int, default=None,
+                    help="npt, openmm engine: steps between Monte Carlo cell moves (default: 25)")
+    md.add_argument("--temperature", "-T", type=float, default=300.0,
+                    help="K: initial velocities and the Langevin bath (default: %(default)s)")
+    md.add_argument("--timestep", type=float, default=None,
+                    help="fs (default: the time step that the potential file recommends, else 1 fs)")
+    md.add_argument("--steps", type=int, default=1000,
+                    help="steps in all; a larger number extends a finished run (default: %(default)s)")
+    md.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs (default: %(default)s)")
+    md.add_argument("--interval", type=int, default=10,
+                    help="steps between trajectory frames / checkpoints (default: %(default)s)")
     md.add_argument("--engine", choices=["ase", "openmm"], default="ase",
-                    help="ase: ASE integrators, any periodicity; openmm: OpenMM through openmm-ml (DCD output)")
+                    help="ase: ASE integrators, any periodicity; openmm: OpenMM through openmm-ml (DCD output) "
+                    "(default: %(default)s)")
     md.add_argument("--trajectory", "-o", default=None,
                     help="output trajectory (default md.extxyz; md.dcd with --engine openmm)")
     md.add_argument("--log", default=None, help="log file (default: trajectory name with .log)")
-    md.add_argument("--seed", type=int, default=0)
+    md.add_argument("--seed", type=int, default=0,
+                    help="seed of the initial velocities and the Langevin noise (default: %(default)s)")
     md.add_argument("--charge", type=float, default=None, help="total charge (default: from the file, else 0)")
-    md.add_argument("--device", default=None, help="torch device (default: cuda if available)")
-    md.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    md.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    md.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                    help="precision of the network (default: %(default)s)")
+    md.add_argument("--threads", type=int, default=None,
+                    help=f"torch CPU threads (default: the CPUs this process may use, {available_cpus()} here)")
     md.add_argument("--overwrite", action="store_true", help="start over instead of resuming earlier output")
-    md.add_argument("--no-progress", action="store_true")
+    md.add_argument("--no-progress", action="store_true", help="no progress bar")
     md.set_defaults(func=commands.md)
 
-    info = sub.add_parser("info", help="describe a potential file")
+    info = sub.add_parser(
+        "info", help="describe a potential: what it is, its test errors, its intended use and limits",
+        description="Describe a potential file: architecture, elements and cutoff; the test errors its trainer "
+        "measured, per test set and per configuration type or source (energy MAE meV/atom, force MAE meV/Å, "
+        "stress MAE meV/Å³ where measured); and the intended use and limits from its model card (<name>.md "
+        "beside the file, as every shipped potential has).",
+    )
     info.add_argument("potential", help="potential file or shipped name")
-    info.add_argument("--json", action="store_true", help="print the header as JSON")
+    info.add_argument("--json", action="store_true", help="print the file's whole header as JSON instead (for programs)")
     info.set_defaults(func=commands.info)
 
     fe.add_parser(sub)
 
-    tr = sub.add_parser("train", help="train a potential from a YAML config (resumes from its checkpoint)")
-    tr.add_argument("config", help="YAML training config (see potentials/*.yaml)")
+    tr = sub.add_parser(
+        "train", help="train a potential from a YAML config (resumes from its checkpoint)",
+        description="Train a potential from a YAML config; run again to resume from its checkpoint. Every config key "
+        "(section, default, meaning): docs/training-config.md or `atomml train --list-keys`. Data from other codes: "
+        "data: {energy_key: REF_energy, forces_key: REF_forces, stress_key: REF_stress}.",
+    )  # fmt: skip
+    tr.add_argument("config", nargs="?", help="YAML training config (examples: potentials/*.yaml)")
     tr.add_argument("--output", "-o", default=None, help="output folder (default: run.output of the config)")
     tr.add_argument("--max-minutes", type=float, default=None, help="wall-clock budget (overrides the config)")
     tr.add_argument("--max-steps", type=int, default=None, help="step limit (overrides the config)")
-    tr.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    tr.add_argument("--no-progress", action="store_true")
+    tr.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (default: run.threads, else the CPUs this process may use)")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar (the summary and validation lines stay)")
+    tr.add_argument("--list-keys", action="store_true", help="print every config key with its section, default and meaning")
     tr.set_defaults(func=commands.train)
 
     demo = sub.add_parser("demo", help="the main job: a short MD run with a shipped potential")

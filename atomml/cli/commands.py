@@ -18,37 +18,93 @@ def _calculator(potential: str, device: str | None, dtype: str):
     return AtomMLCalculator(potential, device=device, dtype=dtype)
 
 
-def md(args: argparse.Namespace) -> int:
+def _read_structure(path: str):
+    """The last frame of an ASE-readable structure file; a file that ASE cannot parse is an
+    InputError that names it (a missing one, an OSError that the CLI reports with its path)."""
     from ase.io import read
 
-    from ..dynamics import MDSettings, run_md
+    from ..errors import InputError
 
-    atoms = read(args.structure, index=-1)
+    try:
+        return read(path, index=-1)
+    except OSError as exc:
+        if exc.filename is not None:
+            raise  # missing, unreadable: the CLI names the path and the cause
+        error = exc  # a parse error that ASE raises as IOError (extxyz's XYZError)
+    except Exception as exc:  # noqa: BLE001 - ASE raises many types for files it cannot parse
+        error = exc
+    raise InputError(
+        f"cannot read the structure file {path} ({type(error).__name__}: {error}); give a file in a format ASE "
+        "reads (extxyz, xyz, pdb, cif, POSCAR, ...), named with its usual extension"
+    ) from error
+
+
+def _timestep(requested: float | None, potential: str, header: dict) -> tuple[float, str]:
+    """The MD time step (fs) and where it came from: --timestep, else the potential file's
+    recommendation, else atomml's default."""
+    from ..dynamics.frames import DEFAULT_TIMESTEP_FS, recommended_timestep
+
+    recommended = recommended_timestep(header.get("metadata", {}))
+    if requested is not None:
+        if recommended is not None and requested > recommended:
+            return requested, f"--timestep; {potential} recommends {recommended:g} fs"
+        return requested, "--timestep"
+    if recommended is not None:
+        return recommended, f"recommended by {potential}"
+    return DEFAULT_TIMESTEP_FS, f"default; {potential} recommends none"
+
+
+def md(args: argparse.Namespace) -> int:
+    import sys
+
+    import torch
+
+    from ..dynamics import MDSettings, run_md
+    from ..dynamics.resume import total_charge
+    from ..potential_file import read_header
+    from ..threads import set_threads
+
+    threads = set_threads(args.threads)
+    atoms = _read_structure(args.structure)
     if args.charge is not None:
         atoms.info["charge"] = args.charge
+    header = read_header(args.potential)
+    timestep, timestep_source = _timestep(args.timestep, args.potential, header)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     settings = MDSettings(
         ensemble=args.ensemble,
         temperature=args.temperature,
-        timestep_fs=args.timestep,
+        timestep_fs=timestep,
         steps=args.steps,
         friction_per_fs=args.friction,
         interval=args.interval,
         seed=args.seed,
+        pressure_bar=args.pressure,
+        barostat=args.barostat,
+        barostat_time_fs=args.barostat_time,
+        thermostat_time_fs=args.thermostat_time,
+        barostat_interval=args.barostat_interval,
+    )
+    args.trajectory = args.trajectory or ("md.dcd" if args.engine == "openmm" else "md.extxyz")
+    print(
+        f"atomml md: potential {args.potential} ({' '.join(header['elements'])}), engine {args.engine}, device {device}, "
+        f"{args.dtype}, {threads} thread{'s' * (threads != 1)}, charge {total_charge(atoms)}, "
+        f"{settings.ensemble.upper()} {settings.temperature:g} K, timestep {timestep:g} fs ({timestep_source}), "
+        f"{settings.steps} steps, output {args.trajectory}",
+        file=sys.stderr,
     )
     if args.engine == "openmm":
         from ..dynamics.openmm import run_openmm_md
 
-        args.trajectory = args.trajectory or "md.dcd"
         result = run_openmm_md(
             atoms, args.potential, settings, trajectory=args.trajectory, log=args.log, restart=not args.overwrite,
             progress=not args.no_progress, precision={"float32": "single", "float64": "double"}[args.dtype],
-            device=args.device,
+            device=device,
         )  # fmt: skip
     else:
-        args.trajectory = args.trajectory or "md.extxyz"
         result = run_md(
             atoms,
-            _calculator(args.potential, args.device, args.dtype),
+            _calculator(args.potential, device, args.dtype),
             settings,
             trajectory=args.trajectory,
             log=args.log,
@@ -65,7 +121,13 @@ def train(args: argparse.Namespace) -> int:
     """Train (or resume training) from a YAML config; prints the final report as JSON."""
     from ..training import TrainConfig
     from ..training import train as run_training
+    from ..training.config import reference_markdown
 
+    if args.list_keys:
+        print(reference_markdown(), end="")
+        return 0
+    if not args.config:
+        raise ValueError("atomml train needs a YAML config file (examples: potentials/*.yaml; keys: atomml train --list-keys)")
     config = TrainConfig.from_yaml(args.config)
     overrides = {
         key: value
@@ -84,7 +146,9 @@ def train(args: argparse.Namespace) -> int:
 
 def info(args: argparse.Namespace) -> int:
     """Describe a potential file after loading it: a file that ``info`` shows is one that loads,
-    and the cutoff shown is the one the loaded potential uses."""
+    and the cutoff shown is the one the loaded potential uses. Human-readable: what it is, the
+    test errors its trainer measured (per test set, and per configuration type or source), and
+    the model card's intended use and limits; ``--json``: the header as JSON."""
     from ..potential_file import load_potential, read_header, resolve
 
     path = resolve(args.potential)
@@ -93,12 +157,15 @@ def info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(header, indent=1))
         return 0
+    meta = dict(header.get("metadata", {}))
     hp = {k: v for k, v in header["hyperparameters"].items() if k not in ("elements", "cutoff")}
     cutoff = f"{potential.cutoff} Å"
     if potential.cutoff != potential.architecture_cutoff:
         cutoff += f" (architecture {potential.architecture_cutoff} Å; energy terms reach further)"
-    lines = [
+    name = meta.pop("name", path.name.removesuffix(".safetensors"))
+    lines = [  # the file's path on this machine first, and only there
         f"file:          {path} ({path.stat().st_size / 1024:.0f} KiB, format version {header['format_version']})",
+        "", name, *_wrap(meta.pop("description", ""), ""), "",
         f"architecture:  {header['architecture']}  {hp}",
         f"elements:      {' '.join(header['elements'])}",
         f"cutoff:        {cutoff}",
@@ -106,10 +173,96 @@ def info(args: argparse.Namespace) -> int:
         f"dtype:         {header['dtype']}",
         f"atomml:        {header.get('atomml_version', '?')}",
     ]
-    for key, value in header.get("metadata", {}).items():
-        lines.append(f"{key + ':':<14} {value}")
+    training = meta.pop("training", None)
+    if isinstance(training, dict):
+        lines.append(f"training:      {_training_line(training)}")
+    metrics = meta.pop("test_metrics", None)
+    for key, value in meta.items():  # anything else the trainer or the author stored
+        shown = value if not isinstance(value, (dict, list)) else f"({type(value).__name__}: atomml info --json)"
+        lines.append(f"{key + ':':<14} {shown}")
+    lines += ["", *_metrics_lines(metrics), "", *_card_lines(path)]
     print("\n".join(lines))
     return 0
+
+
+def _wrap(text: str, indent: str = "  ", width: int = 100) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(" ".join(str(text).split()), width, initial_indent=indent, subsequent_indent=indent)
+
+
+def _training_line(training: dict) -> str:
+    """e.g. ``10686 steps, 20 epochs, 35 min; 8190 training / 455 validation structures; 194,945 parameters``."""
+    parts = []
+    run = [f"{training[k]} {label}" for k, label in (("steps", "steps"), ("epochs", "epochs")) if k in training]
+    if "train_seconds" in training:
+        run.append(f"{training['train_seconds'] / 60:.0f} min")
+    if run:
+        parts.append(", ".join(run))
+    if "train_structures" in training:
+        parts.append(f"{training['train_structures']} training / {training.get('valid_structures', '?')} validation structures")
+    if "parameters" in training:
+        parts.append(f"{training['parameters']:,} parameters")
+    return "; ".join(parts) or "(atomml info --json)"
+
+
+METRIC_COLUMNS = (  # (header key, column title, unit, format)
+    ("structures", "structures", "", "{:d}"),
+    ("energy_mae_meV_per_atom", "energy MAE", "meV/atom", "{:.1f}"),
+    ("force_mae_meV_per_A", "force MAE", "meV/Å", "{:.1f}"),
+    ("stress_mae_meV_per_A3", "stress MAE", "meV/Å³", "{:.2f}"),
+)
+
+
+def _metrics_lines(metrics: object) -> list[str]:
+    """The test errors stored by the trainer (``metadata.test_metrics``) as a table: one row per
+    test set, then one per configuration type or source within it."""
+    if not isinstance(metrics, dict) or not metrics:
+        return ["test errors:   none stored in this file (atomml train stores those it measures)"]
+    rows: list[tuple[str, dict]] = []
+    for test_set, m in metrics.items():
+        if not isinstance(m, dict):
+            continue
+        rows.append((test_set, m))
+        groups = m.get("by_config_type") or m.get("by_source") or {}
+        rows += [(f"  {group}", g) for group, g in groups.items() if isinstance(g, dict)]
+    label = max([len("test set"), *(len(r[0]) for r in rows)])
+    columns = [c for c in METRIC_COLUMNS if any(c[0] in m for _, m in rows)]  # stress only where measured
+
+    def cell(m: dict, key: str, fmt: str) -> str:
+        value = m.get(key)
+        return "–" if not isinstance(value, (int, float)) else fmt.format(int(value) if fmt == "{:d}" else value)
+
+    widths = [max(len(title), len(unit)) + 2 for _, title, unit, _ in columns]
+    lines = ["test errors (measured by the trainer on structures it did not train on):",
+             "  " + "test set".ljust(label) + "".join(t.rjust(w) for (_, t, _, _), w in zip(columns, widths)),
+             "  " + "".ljust(label) + "".join(u.rjust(w) for (_, _, u, _), w in zip(columns, widths))]  # fmt: skip
+    for name, m in rows:
+        lines.append("  " + name.ljust(label) + "".join(cell(m, k, f).rjust(w) for (k, _, _, f), w in zip(columns, widths)))
+    return lines
+
+
+def _card_lines(path: Path) -> list[str]:
+    """Intended use and limits from the model card beside the file (``<name>.md``, as every
+    shipped potential has, written by ``scripts/write_model_cards.py``): its opening paragraph
+    and its ``use`` row."""
+    card = path.with_suffix(".md")
+    if not card.is_file():
+        return [f"model card:    none ({card.name} is not beside the file): intended use and limits are unknown; "
+                "check the training data above before trusting it outside them"]  # fmt: skip
+    text = card.read_text(encoding="utf-8").splitlines()
+    body = [line for line in text if not line.startswith("#")]
+    paragraph: list[str] = []
+    for line in body:
+        if line.strip() and not line.startswith("|"):
+            paragraph.append(line)
+        elif paragraph:
+            break
+    use = [line.split("|")[2] for line in text if line.startswith("| use |")]
+    lines = [f"intended use and limits (model card {card.name}, beside the file):", *_wrap(" ".join(paragraph))]
+    if use:
+        lines += ["", *_wrap("Use: " + use[0])]
+    return lines
 
 
 def _terms_line(header: dict) -> str:

@@ -44,6 +44,10 @@ from ..errors import InputError
 from ..graph import AtomicGraph
 
 ARRAYS = ("positions", "numbers", "offsets", "cell", "pbc", "charge", "energy", "forces", "stress")
+# Where labels are read from (``data.energy_key`` ... of a training config): the name of an
+# ``atoms.info`` entry (energy, stress, charge) or ``atoms.arrays`` entry (forces). With these
+# default names the values ASE's readers put in a single-point calculator count as well.
+LABEL_KEYS = {"energy_key": "energy", "forces_key": "forces", "stress_key": "stress", "charge_key": "charge"}
 CACHE_VERSION = 1
 CACHE_SUFFIX = ".atomml-cache"
 
@@ -51,7 +55,11 @@ CACHE_SUFFIX = ".atomml-cache"
 class Dataset:
     """Labelled structures as flat arrays; see the module docstring for the layout."""
 
-    def __init__(self, *, info: Sequence[dict[str, Any]], **arrays: np.ndarray):
+    def __init__(
+        self, *, info: Sequence[dict[str, Any]], source_keys: dict[str, list[str]] | None = None, **arrays: np.ndarray
+    ):
+        # the info / arrays / calculator keys seen in the source file, for messages about labels
+        self.source_keys = {k: list(v) for k, v in (source_keys or {}).items()}
         missing = sorted(set(ARRAYS) - set(arrays))
         if missing:
             raise ValueError(f"Dataset needs arrays {missing}")
@@ -72,15 +80,31 @@ class Dataset:
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
-    def from_ase(cls, frames: Iterable[Any]) -> Dataset:
-        """From ASE ``Atoms`` whose calculator holds the labels (as ``ase.io.read`` gives them).
+    def from_ase(
+        cls,
+        frames: Iterable[Any],
+        *,
+        energy_key: str = "energy",
+        forces_key: str = "forces",
+        stress_key: str = "stress",
+        charge_key: str = "charge",
+    ) -> Dataset:
+        """From ASE ``Atoms`` (as ``ase.io.read`` gives them) and their labels.
 
-        Energy, forces and stress are taken from the attached (single-point) calculator where
-        present; the total charge from ``info["charge"]`` (else 0); every other JSON-able
-        ``info`` entry is kept.
+        The energy is ``info[energy_key]``, the forces ``arrays[forces_key]``, the stress
+        ``info[stress_key]`` (6 Voigt or 9 values) and the total charge ``info[charge_key]``
+        (else 0). With the default names, the values of an attached single-point calculator
+        count too (ASE's extxyz reader puts ``energy``, ``forces`` and ``stress`` there). A key
+        other than the default that no structure has is an InputError listing the keys there
+        are. Every other JSON-able ``info`` entry is kept.
         """
+        keys = {"energy": energy_key, "forces": forces_key, "stress": stress_key, "charge": charge_key}
         positions, numbers, cells, pbcs, charges, energies, forces, stresses, info = [], [], [], [], [], [], [], [], []
         offsets = [0]
+        seen: dict[str, set[str]] = {"info": set(), "arrays": set(), "calculator": set()}
+        found = dict.fromkeys(keys, 0)
+        # labels under other codes' names are labels now, not info (the total charge stays in info)
+        moved = {key for name, key in keys.items() if name in ("energy", "stress") and key != LABEL_KEYS[f"{name}_key"]}
         for k, atoms in enumerate(frames):
             n = len(atoms)
             if n == 0:
@@ -91,24 +115,33 @@ class Dataset:
             pbc = np.asarray(atoms.get_pbc(), dtype=bool)
             cells.append(np.asarray(atoms.get_cell(), dtype=np.float64))
             pbcs.append(pbc)
-            charges.append(float(atoms.info.get("charge", 0.0)))
             results = getattr(atoms.calc, "results", {}) if atoms.calc is not None else {}
-            energies.append(float(results["energy"]) if "energy" in results else np.nan)
-            f = results.get("forces")
-            forces.append(np.asarray(f, dtype=np.float64) if f is not None else np.full((n, 3), np.nan))
-            s = results.get("stress")
-            if s is not None:
-                s = np.asarray(s, dtype=np.float64)
-                if s.shape == (3, 3):
-                    s = s[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
-            stresses.append(s if s is not None else np.full(6, np.nan))
-            info.append({key: _jsonable(value) for key, value in atoms.info.items() if _jsonable(value) is not None})
+            seen["info"].update(str(key) for key in atoms.info)
+            seen["arrays"].update(str(key) for key in atoms.arrays if key not in ("numbers", "positions"))
+            seen["calculator"].update(str(key) for key in results)
+            label = {name: _label(atoms, results, name, key) for name, key in keys.items()}
+            for name, value in label.items():
+                found[name] += value is not None
+            charges.append(_number(label["charge"], k, "charge", charge_key) if label["charge"] is not None else 0.0)
+            energies.append(_number(label["energy"], k, "energy", energy_key) if label["energy"] is not None else np.nan)
+            forces.append(_forces(label["forces"], n, k, forces_key) if label["forces"] is not None else np.full((n, 3), np.nan))
+            stresses.append(_voigt(label["stress"], k, stress_key) if label["stress"] is not None else np.full(6, np.nan))
+            kept = {key: _jsonable(value) for key, value in atoms.info.items() if key not in moved}
+            info.append({key: value for key, value in kept.items() if value is not None})
         if not info:
             raise InputError("no structures given: the file or list is empty")
+        missing = [name for name, key in keys.items() if key != LABEL_KEYS[f"{name}_key"] and found[name] == 0]
+        if missing:
+            where = {"forces": "arrays"}
+            asked = ", ".join(f"{where.get(m, 'info')}[{keys[m]!r}] (data.{m}_key)" for m in missing)
+            raise InputError(
+                f"no structure has {asked}; {describe_keys(seen)}; set data.{missing[0]}_key to the key that holds them"
+            )
         return cls(
             positions=np.concatenate(positions), numbers=np.concatenate(numbers), offsets=np.array(offsets, dtype=np.int64),
             cell=np.stack(cells), pbc=np.stack(pbcs), charge=np.array(charges), energy=np.array(energies),
             forces=np.concatenate(forces), stress=np.stack(stresses), info=info,
+            source_keys={k: sorted(v) for k, v in seen.items()},
         )
 
     def to_ase(self) -> list[Any]:
@@ -158,7 +191,7 @@ class Dataset:
             offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
             cell=np.asarray(self.cell[idx]), pbc=np.asarray(self.pbc[idx]), charge=np.asarray(self.charge[idx]),
             energy=np.asarray(self.energy[idx]), forces=np.asarray(self.forces[atoms]), stress=np.asarray(self.stress[idx]),
-            info=[self.info[int(i)] for i in idx],
+            info=[self.info[int(i)] for i in idx], source_keys=self.source_keys,
         )
 
     def group_keys(self, key: str) -> list[str]:
@@ -221,15 +254,20 @@ class Dataset:
         os.replace(tmp, path)
         return path
 
-    def save_cache(self, folder: str | os.PathLike[str], source_hash: str = "") -> Path:
-        """Write the arrays as ``.npy`` files plus ``info.json`` (atomically, as one folder)."""
+    def save_cache(
+        self, folder: str | os.PathLike[str], source_hash: str = "", label_keys: dict[str, str] | None = None
+    ) -> Path:
+        """Write the arrays as ``.npy`` files plus ``info.json`` (atomically, as one folder);
+        ``label_keys`` (as :data:`LABEL_KEYS`) records where the labels were read from."""
         folder = Path(folder)
         tmp = folder.with_name(folder.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         for name in ARRAYS:
             np.save(tmp / f"{name}.npy", np.ascontiguousarray(getattr(self, name)))
-        (tmp / "info.json").write_text(json.dumps({"version": CACHE_VERSION, "source_sha256": source_hash, "info": self.info}))
+        meta = {"version": CACHE_VERSION, "source_sha256": source_hash, "info": self.info, "source_keys": self.source_keys,
+                "label_keys": label_keys if label_keys is not None else LABEL_KEYS}  # fmt: skip
+        (tmp / "info.json").write_text(json.dumps(meta))
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
         return folder
@@ -242,23 +280,32 @@ class Dataset:
         if meta.get("version") != CACHE_VERSION:
             raise InputError(f"{folder}: cache version {meta.get('version')} is not {CACHE_VERSION}; delete the folder")
         arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False) for name in ARRAYS}
-        return cls(info=meta["info"], **arrays)
+        return cls(info=meta["info"], source_keys=meta.get("source_keys"), **arrays)
 
 
-def load_dataset(path: str | os.PathLike[str], cache: bool = True) -> Dataset:
+def load_dataset(path: str | os.PathLike[str], cache: bool = True, **label_keys: str) -> Dataset:
     """Read extxyz / ASE database ``path`` (or a cache folder), using and refreshing the cache
-    folder ``path + ".atomml-cache"`` when ``cache`` is true."""
+    folder ``path + ".atomml-cache"`` when ``cache`` is true.
+
+    ``label_keys`` (``energy_key``, ``forces_key``, ``stress_key``, ``charge_key``) say where
+    the labels are, as in :meth:`Dataset.from_ase`; e.g. ``energy_key="REF_energy"`` for MACE's.
+    """
+    unknown = sorted(set(label_keys) - set(LABEL_KEYS))
+    if unknown:
+        raise TypeError(f"load_dataset: unknown argument(s) {unknown}; label keys are {sorted(LABEL_KEYS)}")
+    keys = {**LABEL_KEYS, **label_keys}
     path = Path(path)
     if path.is_dir():
         return Dataset.load_cache(path)
     if not path.exists():
-        raise InputError(f"dataset file {path} does not exist: generate it first (see scripts/generate_*_data.py)")
+        raise InputError(f"dataset file {path} does not exist; check the path (an extxyz .xyz/.extxyz or ASE .db file)")
     kind = _file_kind(path)
     folder = path.with_name(path.name + CACHE_SUFFIX)
     digest = _sha256(path) if cache else ""
     if cache and (folder / "info.json").exists():
         try:
-            if json.loads((folder / "info.json").read_text()).get("source_sha256") == digest:
+            meta = json.loads((folder / "info.json").read_text())
+            if meta.get("source_sha256") == digest and meta.get("label_keys", LABEL_KEYS) == keys:
                 return Dataset.load_cache(folder)
         except (OSError, ValueError, InputError):
             pass  # a damaged or stale cache is rebuilt below
@@ -269,16 +316,27 @@ def load_dataset(path: str | os.PathLike[str], cache: bool = True) -> Dataset:
         with connect(str(path)) as db:
             for row in db.select():
                 atoms = row.toatoms()
+                atoms.info.update(row.key_value_pairs)  # labels stored as key-value pairs (data.energy_key)
                 atoms.info.update(row.data.get("info", {}))
                 frames.append(atoms)
     else:
         from ase.io import read
 
         frames = read(str(path), ":", format="extxyz")
-    dataset = Dataset.from_ase(frames)
+    try:
+        dataset = Dataset.from_ase(frames, **keys)
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
     if cache:
-        dataset.save_cache(folder, digest)
+        dataset.save_cache(folder, digest, keys)
     return dataset
+
+
+def describe_keys(source_keys: dict[str, Any]) -> str:
+    """``source_keys`` of a :class:`Dataset` as a phrase: which labels a file could offer."""
+    parts = [f"{what} keys in the file: {', '.join(sorted(names)) or 'none'}" for what, names in source_keys.items()
+             if what != "calculator" or names]  # fmt: skip
+    return "; ".join(parts).replace("arrays keys", "per-atom arrays").replace("calculator keys", "calculator results")
 
 
 def concatenate(datasets: Sequence[Dataset]) -> Dataset:
@@ -293,6 +351,7 @@ def concatenate(datasets: Sequence[Dataset]) -> Dataset:
         charge=np.concatenate([d.charge for d in datasets]), energy=np.concatenate([d.energy for d in datasets]),
         forces=np.concatenate([d.forces for d in datasets]), stress=np.concatenate([d.stress for d in datasets]),
         info=[entry for d in datasets for entry in d.info],
+        source_keys={k: sorted({v for d in datasets for v in d.source_keys.get(k, [])}) for d in datasets for k in d.source_keys},
     )
 
 
@@ -370,6 +429,38 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _label(atoms: Any, results: dict[str, Any], name: str, key: str) -> Any:
+    """The label ``name`` of ``atoms`` under ``key`` (None if absent): forces in ``arrays``,
+    the rest in ``info``; with the default key also the calculator's result."""
+    if key == LABEL_KEYS[f"{name}_key"] and name in results:
+        return results[name]
+    return (atoms.arrays if name == "forces" else atoms.info).get(key)
+
+
+def _number(value: Any, structure: int, name: str, key: str) -> float:
+    try:
+        return float(np.asarray(value, dtype=np.float64).reshape(()))
+    except (TypeError, ValueError):
+        raise InputError(f"structure {structure}: the {name} label info[{key!r}] is not one number: {value!r}") from None
+
+
+def _forces(value: Any, n: int, structure: int, key: str) -> np.ndarray:
+    f = np.asarray(value, dtype=np.float64)
+    if f.shape != (n, 3):
+        raise InputError(f"structure {structure}: forces arrays[{key!r}] have shape {f.shape}, expected ({n}, 3)")
+    return f
+
+
+def _voigt(value: Any, structure: int, key: str) -> np.ndarray:
+    """A stress label (6 Voigt values xx yy zz yz xz xy, or a 3×3 / 9-value matrix) in Voigt order."""
+    s = np.asarray(value, dtype=np.float64)
+    if s.size == 9:
+        s = s.reshape(3, 3)[[0, 1, 2, 1, 0, 0], [0, 1, 2, 2, 2, 1]]
+    if s.shape != (6,):
+        raise InputError(f"structure {structure}: stress info[{key!r}] has shape {s.shape}; expected 6 (Voigt) or 9 values")
+    return s
 
 
 def _jsonable(value: Any) -> Any:

@@ -7,6 +7,8 @@ A run holds its trajectory's lock (:mod:`atomml.locks`) from start to end: one w
 - :mod:`atomml.dynamics.resume`: the record written after each frame (the run's fingerprint,
   its exact state, the sizes of its files) and the checks that refuse another run's output.
 - :mod:`atomml.dynamics.ase`: :func:`run_md`, ASE's velocity Verlet and Langevin integrators.
+- :mod:`atomml.dynamics.npt`: constant pressure in both engines (ASE's MTK integrators, OpenMM's
+  Monte Carlo barostats), its options, and the run summary's mean cell.
 - :mod:`atomml.dynamics.openmm`: :func:`run_openmm_md`, the same run in OpenMM (DCD trajectory;
   imports OpenMM only when called).
 """

@@ -1,12 +1,14 @@
 """Molecular dynamics with ASE integrators, checkpointed so a killed run resumes.
 
 A run writes three files next to each other:
-- the trajectory (extended XYZ, one frame every ``interval`` steps, with momenta),
+- the trajectory (extended XYZ, one frame every ``interval`` steps, with momenta, energy and
+  forces, and stress where the calculator computed it: ``ase.io.read(path, index=":")`` gives
+  frames whose ``get_potential_energy()`` and ``get_forces()`` work),
 - the log (one line per frame: step, time, energies, temperature),
 - the resume record (:mod:`atomml.dynamics.resume`), replaced atomically after each frame: the
   run's fingerprint, the step reached, the byte sizes of trajectory and log at that point, and
   the exact state (positions, momenta and cell as float64 bytes; for Langevin, the state of its
-  random stream).
+  random stream; for NPT, the MTK integrator's chain and cell variables: :mod:`atomml.dynamics.npt`).
 Running the same command again resumes: after checking that the output belongs to this very
 run, trajectory and log are cut back to the last recorded frame (dropping anything half-written
 when the run was killed) and MD continues from the recorded state, so the resumed run equals
@@ -15,10 +17,15 @@ positions. (:class:`~atomml.interfaces.ase.AtomMLCalculator` with a Verlet skin 
 neighbour list whose order depends on where it was built, which can change the last bit of a
 force: ``skin=0`` makes it deterministic.) The run holds the trajectory's lock
 (:func:`atomml.locks.output_lock`) throughout: a second run on the same output is refused.
+
+Every step is checked (from what the integrator computed anyway): a blown-up run (non-finite
+energy or forces, a temperature far above the target, a committee's force spread above a set
+limit) stops with :class:`~atomml.dynamics.frames.UnstableRunError`, keeping the frames before it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -29,8 +36,10 @@ from ase import Atoms
 from ase.io import write
 
 from .. import units
+from ..errors import InputError
 from ..locks import output_lock
-from .frames import LOG_HEADER, MDResult, MDSettings, md_result, run_in_frames
+from . import npt
+from .frames import LOG_HEADER, MDResult, MDSettings, check_frame, failed_steps, md_result, run_in_frames
 from .resume import (
     calculator_identity,
     cut_back,
@@ -44,6 +53,8 @@ from .resume import (
 
 
 def _integrator(atoms: Atoms, settings: MDSettings, rng: np.random.Generator) -> Any:
+    if settings.ensemble == "npt":
+        return npt.ase_integrator(atoms, settings)
     dt = settings.timestep_fs * units.FS
     if settings.ensemble == "nve":
         from ase.md.verlet import VelocityVerlet
@@ -74,6 +85,20 @@ def _thermalize(atoms: Atoms, settings: MDSettings) -> None:
         Stationary(atoms)
         if not atoms.pbc.any():
             ZeroRotation(atoms)
+
+
+def _snapshot(atoms: Atoms, step: int, epot: float, forces: np.ndarray) -> Atoms:
+    """A frame for the trajectory: ``atoms`` with its energy and forces (and its stress where
+    it has one and the calculator computed it) attached, so that readers get them back."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    snapshot = atoms.copy()
+    snapshot.info["step"] = step
+    results = {"energy": epot, "forces": forces}
+    if "stress" in atoms.calc.results:
+        results["stress"] = atoms.calc.results["stress"]
+    snapshot.calc = SinglePointCalculator(snapshot, **results)
+    return snapshot
 
 
 def _restore(atoms: Atoms, record: dict[str, Any], rng: np.random.Generator) -> None:
@@ -122,13 +147,16 @@ def _run(
     identity = fingerprint("ase", atoms, *calculator_identity(calculator), settings)
     rng = np.random.default_rng(settings.seed)  # the Langevin stream, recorded with each frame
     atoms = atoms.copy()
+    if settings.ensemble == "npt":
+        npt.check_ase(atoms, settings)
 
-    start_step = 0
+    start_step, record_state = 0, {}
     if restart and record_path.exists():
         record = read_run_state(record_path, identity, trajectory)
         cut_back(trajectory, record["trajectory_bytes"], "trajectory")
         cut_back(log_path, record["log_bytes"], "log")
         _restore(atoms, record, rng)
+        record_state = record["state"]
         start_step = int(record["step"])
     else:
         for stale in (trajectory, log_path, record_path):
@@ -138,18 +166,20 @@ def _run(
 
     temperatures: list[float] = []
     energies: list[tuple[float, float]] = []  # (time ps, total energy)
+    cells: list[np.ndarray] = []
 
     def record(step: int) -> None:
         epot = atoms.get_potential_energy()
+        forces = atoms.get_forces(apply_constraint=False)  # the potential's, not FixCom's
         ekin = atoms.get_kinetic_energy()
         temperature = float(atoms.get_temperature())
+        check_frame(settings, step, temperature, epot, forces, calculator.results)  # before writing it
         t_ps = step * settings.timestep_fs * units.PS_PER_FS
         temperatures.append(temperature)
         energies.append((t_ps, epot + ekin))
+        cells.append(atoms.cell.array.copy())
         with open(trajectory, "a") as f:
-            snapshot = atoms.copy()
-            snapshot.info["step"] = step
-            write(f, snapshot, format="extxyz", columns=["symbols", "positions", "momenta"])
+            write(f, _snapshot(atoms, step, epot, forces), format="extxyz", columns=["symbols", "positions", "momenta", "forces"])
         with open(log_path, "a") as f:
             if f.tell() == 0:
                 f.write(LOG_HEADER)
@@ -160,6 +190,8 @@ def _run(
             "cell": encode(atoms.cell.array),
             "rng": rng.bit_generator.state if settings.ensemble == "nvt" else None,
         }
+        if settings.ensemble == "npt" and step > start_step:  # (before the first step: a fresh integrator's)
+            state["npt"] = npt.ase_state(dyn, settings)
         write_run_state(record_path, identity, step, trajectory, log_path, state)
         if on_frame is not None:
             on_frame(atoms, step)
@@ -167,5 +199,23 @@ def _run(
     if start_step == 0:
         record(0)
     dyn = _integrator(atoms, settings, rng)
-    wall = run_in_frames(dyn.run, record, settings, start_step, temperatures, energies, progress, "MD")
-    return md_result(settings, start_step, wall, temperatures, energies, len(atoms), trajectory, log_path)
+    if record_state.get("npt") is not None:  # resumed NPT: the integrator's own variables too
+        npt.restore_ase_state(dyn, settings, record_state["npt"])
+
+    def watch() -> None:  # every step, from what the integrator has just computed: nearly free
+        results = calculator.results
+        energy = results.get("energy", 0.0)
+        forces = results.get("forces", np.zeros((0, 3)))
+        check_frame(settings, start_step + dyn.nsteps, float(atoms.get_temperature()), float(energy), forces, results)
+
+    def advance(n: int) -> None:
+        step = start_step + dyn.nsteps
+        try:
+            dyn.run(n)
+        except InputError as exc:  # the structure passed at step 0: the dynamics made it unusable
+            raise failed_steps(settings, step, n, exc) from exc
+
+    dyn.attach(watch, interval=1)
+    wall = run_in_frames(advance, record, settings, start_step, temperatures, energies, progress, "MD")
+    result = md_result(settings, start_step, wall, temperatures, energies, len(atoms), trajectory, log_path)
+    return dataclasses.replace(result, **npt.cell_means(cells, atoms.get_masses())) if settings.ensemble == "npt" else result

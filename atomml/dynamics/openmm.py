@@ -12,12 +12,20 @@ from the saved state; a larger ``steps`` extends a finished run. A resumed NVE r
 uninterrupted one bit for bit on a deterministic platform (Reference, CPU); a resumed
 Langevin run draws a fresh random stream (OpenMM's integrator state is not portable).
 
-NVE uses OpenMM's ``VerletIntegrator``, NVT its ``LangevinMiddleIntegrator``. The whole
+NVE uses OpenMM's ``VerletIntegrator``, NVT its ``LangevinMiddleIntegrator``, NPT the latter
+with a Monte Carlo barostat (:mod:`atomml.dynamics.npt`; the box is in the saved state, the
+barostat's random stream is fresh on resuming). The whole
 structure is ML (``MLPotential("atomml").createSystem``); the centre-of-mass motion is removed.
+Beside the DCD, ``<stem>.topology.pdb`` holds the atoms, elements, box and starting positions
+that readers of the DCD need (``mdtraj.load("md.dcd", top="md.topology.pdb")``, VMD,
+MDAnalysis). Each frame is checked before it is written: a blown-up run (non-finite energy or
+forces, a temperature far above the target) stops with
+:class:`~atomml.dynamics.frames.UnstableRunError`, keeping the frames before it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import struct
 from pathlib import Path
@@ -26,8 +34,10 @@ from typing import Any
 from ase import Atoms
 
 from .. import units
+from ..files import replacing
 from ..locks import output_lock
-from .frames import LOG_HEADER, MDResult, MDSettings, md_result, run_in_frames
+from . import npt
+from .frames import LOG_HEADER, MDResult, MDSettings, check_frame, failed_steps, md_result, run_in_frames
 from .resume import (
     cut_back,
     fingerprint,
@@ -55,6 +65,13 @@ def topology(atoms: Atoms) -> Any:
     if atoms.pbc.all():
         top.setPeriodicBoxVectors(atoms.cell.array * 0.1 * unit.nanometer)
     return top
+
+
+def topology_path(trajectory: Path) -> Path:
+    """The PDB written beside a DCD trajectory (its atoms, elements and box, and the starting
+    positions), for tools that need a topology to read the DCD (MDTraj, MDAnalysis, VMD). Not
+    ``<stem>.pdb``, which could be the run's own input structure."""
+    return trajectory.with_name(trajectory.stem + ".topology.pdb")
 
 
 def _truncate_dcd(path: Path, size: int, frames: int) -> None:
@@ -107,17 +124,23 @@ def _potential_file(potential: Any, trajectory: Path) -> tuple[str, str]:
 
 
 def _context(
-    atoms: Atoms, potential: str, settings: MDSettings, precision: str, device: str | None, platform: str | None
+    atoms: Atoms, potential: str, settings: MDSettings, precision: str, device: str | None, platform: str | None,
+    seed: int = 0,
 ) -> tuple[Any, Any, Any]:
-    """An OpenMM Context of ``atoms`` with the ML potential and the settings' integrator, with
-    its System and integrator."""
+    """An OpenMM Context of ``atoms`` with the ML potential and the settings' integrator (and
+    for NPT their barostat), whose random streams start from ``seed``, with its System and
+    integrator."""
     import openmm
     from openmm import unit
     from openmmml import MLPotential
 
+    if settings.ensemble == "npt":
+        npt.check_structure(atoms)
     system = MLPotential("atomml", potential=potential).createSystem(
         topology(atoms), precision=precision, device=device, charge=float(atoms.info.get("charge", 0.0))
     )
+    if settings.ensemble == "npt":
+        npt.add_openmm_barostat(system, settings, seed)
     dt = settings.timestep_fs * unit.femtosecond
     if settings.ensemble == "nve":
         integrator = openmm.VerletIntegrator(dt)
@@ -125,6 +148,7 @@ def _context(
         integrator = openmm.LangevinMiddleIntegrator(
             settings.temperature * unit.kelvin, settings.friction_per_fs * units.FS_PER_PS / unit.picosecond, dt
         )
+        integrator.setRandomNumberSeed(seed)  # before the Context exists: OpenMM reads it only then
     args = (system, integrator) + ((openmm.Platform.getPlatformByName(platform),) if platform else ())
     return openmm.Context(*args), system, integrator
 
@@ -148,7 +172,9 @@ def _run(
     potential_path, potential_id = _potential_file(potential, trajectory)
     identity = fingerprint("openmm", atoms, potential_id, precision, settings)
     saved = read_run_state(record_path, identity, trajectory) if restart and record_path.exists() else None
-    context, system, integrator = _context(atoms, potential_path, settings, precision, device, platform)
+    # the random streams (Langevin, barostat): fresh ones for a continuation
+    seed = settings.seed + 1 + (int(saved["step"]) if saved is not None else 0)
+    context, system, integrator = _context(atoms, potential_path, settings, precision, device, platform, seed)
 
     start_step, frames = 0, 0
     if saved is not None:
@@ -156,8 +182,6 @@ def _run(
         cut_back(log_path, saved["log_bytes"], "log")
         context.setState(openmm.XmlSerializer.deserialize(saved["state"]["xml"]))
         start_step, frames = int(saved["step"]), int(saved["frames"])
-        if settings.ensemble == "nvt":  # a fresh random stream for the continuation
-            integrator.setRandomNumberSeed(settings.seed + start_step + 1)
     else:
         for stale in (trajectory, log_path, record_path):
             stale.unlink(missing_ok=True)
@@ -165,26 +189,32 @@ def _run(
         if atoms.pbc.all():
             context.setPeriodicBoxVectors(*(v * 0.1 for v in atoms.cell.array))
         context.setVelocitiesToTemperature(settings.temperature * unit.kelvin, settings.seed + 1)
-        if settings.ensemble == "nvt":
-            integrator.setRandomNumberSeed(settings.seed + 1)
 
     dof = 3 * len(atoms) - system.getNumConstraints() - (3 if len(atoms) > 1 else 0)
     temperatures: list[float] = []
     energies: list[tuple[float, float]] = []
+    cells: list[Any] = []
     top = topology(atoms)
+    pdb = topology_path(trajectory)
+    with replacing(pdb) as tmp, open(tmp, "w") as f:  # the same file on every (re)start
+        app.PDBFile.writeFile(top, atoms.positions * unit.angstrom, f)
     dt = settings.timestep_fs * unit.femtosecond
     with open(trajectory, "r+b" if start_step > 0 else "wb") as dcd_handle:
         dcd = app.DCDFile(dcd_handle, top, dt, firstStep=0, interval=settings.interval, append=start_step > 0)
 
         def record(step: int) -> None:
             nonlocal frames
-            state = context.getState(getPositions=True, getVelocities=True, getEnergy=True)
+            # forces come with the energy (one evaluation): checked, not stored (DCD holds positions)
+            state = context.getState(getPositions=True, getVelocities=True, getEnergy=True, getForces=True)
             epot = state.getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole) * units.KJ_PER_MOL_TO_EV
             ekin = state.getKineticEnergy().value_in_unit(unit.kilojoule_per_mole) * units.KJ_PER_MOL_TO_EV
             temperature = 2 * ekin / (max(dof, 1) * units.BOLTZMANN_EV_PER_K)
+            forces = state.getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
+            check_frame(settings, step, temperature, epot, forces)  # before writing the frame
             t_ps = step * settings.timestep_fs * units.PS_PER_FS
             temperatures.append(temperature)
             energies.append((t_ps, epot + ekin))
+            cells.append(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer) * units.NM_TO_ANGSTROM)
             dcd.writeModel(state.getPositions(), periodicBoxVectors=state.getPeriodicBoxVectors())
             frames += 1
             with open(log_path, "a") as f:
@@ -196,5 +226,16 @@ def _run(
 
         if start_step == 0:
             record(0)
-        wall = run_in_frames(integrator.step, record, settings, start_step, temperatures, energies, progress, "MD (OpenMM)")
-    return md_result(settings, start_step, wall, temperatures, energies, len(atoms), trajectory, log_path)
+        reached = start_step
+
+        def advance(n: int) -> None:
+            nonlocal reached
+            try:
+                integrator.step(n)
+            except openmm.OpenMMException as exc:  # the ML force raised (PythonForce passes its message on)
+                raise failed_steps(settings, reached, n, exc) from exc
+            reached += n
+
+        wall = run_in_frames(advance, record, settings, start_step, temperatures, energies, progress, "MD (OpenMM)")
+    result = md_result(settings, start_step, wall, temperatures, energies, len(atoms), trajectory, log_path, pdb)
+    return dataclasses.replace(result, **npt.cell_means(cells, atoms.get_masses())) if settings.ensemble == "npt" else result

@@ -5,7 +5,7 @@ After each frame an engine replaces ``<trajectory>.state.json`` (atomically, one
 - ``fingerprint``: everything that defines the trajectory except its length: engine, potential
   (a hash of its weights and architecture, or of a foreign calculator's class and parameters),
   precision, structure (atomic numbers, periodicity, starting cell and positions, per-atom
-  charges), total charge and the MD settings other than ``steps``;
+  charges), total charge and the MD settings other than ``steps`` and the stopping rules;
 - ``state``: the engine's dynamical state at full precision (float64 arrays as base64 bytes,
   or OpenMM's XML, which writes 17 digits), and the Langevin random stream where the engine
   can save it, so that a resumed run continues where the uninterrupted one would have gone;
@@ -26,7 +26,7 @@ import dataclasses
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from ase import Atoms
@@ -34,11 +34,15 @@ from ase import Atoms
 from ..errors import CheckpointError, ResumeMismatchError
 from ..files import write_json
 from ..potential import Potential
-from .frames import MDSettings
+
+if TYPE_CHECKING:  # frames imports npt, which imports this module
+    from .frames import MDSettings
 
 FORMAT = "atomml-md-state"
 VERSION = 2  # 1: settings, step and sizes only (resumed from the 8-digit trajectory text)
 START_OVER = "start over with --overwrite (restart=False), or write to another output name"
+# settings that do not change the trajectory: its length and the rules that stop a blown-up run
+NOT_FINGERPRINTED = ("steps", "max_temperature", "max_forces_std")
 
 
 def state_path(trajectory: Path) -> Path:
@@ -127,7 +131,8 @@ def fingerprint(engine: str, atoms: Atoms, potential: str, dtype: str, settings:
         "positions": _array_sha256(atoms.positions),
         "initial_charges": _array_sha256(atoms.get_initial_charges()) if atoms.has("initial_charges") else None,
         "charge": total_charge(atoms),
-        "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k != "steps"},
+        # (unset options, None, are left out: a record from before an option existed still matches)
+        "settings": {k: v for k, v in dataclasses.asdict(settings).items() if k not in NOT_FINGERPRINTED and v is not None},
     }
 
 

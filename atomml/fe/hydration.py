@@ -13,7 +13,11 @@ wall-clock budget) and :func:`summarise` reads whatever samples they stored;
 :func:`hydration_free_energy` does both. Each leg records what defines its samples (the
 molecule and the protocol, :func:`leg_identity`) and holds its folder's lock while it samples:
 a second process on one leg, and resuming or summarising a leg as another run, are refused.
-Legs side by side take turns at the set-up they share (:func:`setup_lock`).
+Legs side by side take turns at the set-up they share (:func:`setup_lock`). A ``log`` callable
+(:func:`announce` in the ``atomml`` command) is told each set-up stage and, after a leg's first
+samples, the time it still needs (:mod:`atomml.fe.cost`, which also times a leg before it
+starts: :func:`leg_seconds`); dynamics runs in short bursts that a Ctrl-C stops at a point
+from which the leg resumes (:mod:`atomml.fe.interrupt`).
 
 The protocol (temperature, states, sampling lengths) is a YAML file. Its defaults, the
 decoupling schedule among them, are written in one place: the shipped
@@ -25,12 +29,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import itertools
 import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +45,7 @@ from .. import units
 from ..errors import OutputInUseError, ResumeMismatchError
 from ..files import write_json, write_text
 from ..locks import output_lock
+from . import interrupt
 
 SAMPLERS = ("windows", "replica_exchange")
 LEGS = ("solvent", "vacuum")
@@ -68,6 +74,8 @@ class HydrationProtocol:
     # ~0.6 g/cm3 and shrinks by a third within ~10 ps, far more than one window equilibrates
     density_equilibration_ps: float
     force_field: str  # "gaff2" or "gaff" (GAFF 1.x, as FreeSolv's calculated values); AM1-BCC either way
+    # said at the start of a run and flagged in its summary (e.g. "not converged" for a short preset)
+    warning: str
 
     def __post_init__(self) -> None:
         from ..mm import FORCE_FIELDS
@@ -139,8 +147,16 @@ def default_protocol() -> HydrationProtocol:
 def leg_identity(smiles: str, protocol: HydrationProtocol) -> dict:
     """What defines a decoupling leg's samples besides the sampler's own settings, recorded in
     its ``run.json``: the molecule and every protocol value but ``samples`` (a larger number
-    extends a run). Resuming or summarising a leg with another is refused."""
-    return {"smiles": smiles, "protocol": {k: v for k, v in dataclasses.asdict(protocol).items() if k != "samples"}}
+    extends a run) and ``warning`` (text only). Resuming or summarising a leg with another is refused."""
+    return {"smiles": smiles,
+            "protocol": {k: v for k, v in dataclasses.asdict(protocol).items() if k not in ("samples", "warning")}}
+
+
+def announce(message: str) -> None:
+    """A line of a run's progress on stderr (stdout carries the result), above any progress bar."""
+    from tqdm import tqdm
+
+    tqdm.write(f"[atomml fe] {message}", file=sys.stderr)
 
 
 @contextlib.contextmanager
@@ -157,6 +173,7 @@ def setup_lock(folder: str | os.PathLike[str]) -> Iterator[None]:
             except OutputInUseError as busy:
                 if attempt == 0:
                     print(f"[atomml fe] waiting: {busy}", file=sys.stderr, flush=True)
+                interrupt.check()  # a Ctrl-C while waiting stops here
                 time.sleep(1.0)
         yield
 
@@ -182,15 +199,18 @@ def leg_system(setup: Any, protocol: HydrationProtocol, solvent: bool) -> tuple[
     return system, inpcrd.positions, inpcrd.boxVectors if solvent else None
 
 
-def leg_setups(smiles: str, folder: Path, protocol: HydrationProtocol) -> tuple[Any, Any]:
+def leg_setups(smiles: str, folder: Path, protocol: HydrationProtocol,
+               log: Callable[[str], None] | None = None) -> tuple[Any, Any]:  # fmt: skip
     """The (solvated, vacuum) set-ups of ``smiles`` under ``protocol`` in ``folder/setup``,
-    made once and reused by every leg and summary."""
-    from ..mm import solvated_molecule
+    made once and reused by every leg and summary; ``log`` is told the set-up's stages. A
+    molecule that cannot be set up (:func:`atomml.mm.check_molecule`) is refused first."""
+    from ..mm import check_molecule, solvated_molecule
 
+    check_molecule(smiles)
     _refuse_another_setup(Path(folder), smiles, protocol)
     with setup_lock(Path(folder) / "setup"):
         return solvated_molecule(smiles, Path(folder) / "setup", padding=protocol.padding, seed=protocol.seed,
-                                 force_field=protocol.force_field)  # fmt: skip
+                                 force_field=protocol.force_field, log=log)  # fmt: skip
 
 
 SETUP_KEYS = ("padding", "seed", "force_field")  # the protocol values the set-up depends on
@@ -217,11 +237,15 @@ def npt_state_path(setup: Any, protocol: HydrationProtocol) -> Path:
 
 
 def equilibrated(system: Any, positions: Any, box: Any, protocol: HydrationProtocol, path: Path,
-                 platform: str | None = None) -> tuple[Any, Any]:  # fmt: skip
+                 platform: str | None = None, progress: bool = False,
+                 log: Callable[[str], None] | None = None) -> tuple[Any, Any]:  # fmt: skip
     """Positions and box after ``density_equilibration_ps`` of NPT MD (LangevinMiddle, the
-    protocol's temperature and timestep), saved to ``path`` (OpenMM state XML) and reused."""
+    protocol's temperature and timestep), saved to ``path`` (OpenMM state XML) and reused.
+    ``progress``: a progress bar; ``log`` is told the stage. Stops at a Ctrl-C within a
+    second (:mod:`atomml.fe.interrupt`; redone on the next run)."""
     import openmm
     from openmm import unit
+    from tqdm import tqdm
 
     if not path.exists():
         integrator = openmm.LangevinMiddleIntegrator(
@@ -234,9 +258,20 @@ def equilibrated(system: Any, positions: Any, box: Any, protocol: HydrationProto
         context.setPositions(positions)
         openmm.LocalEnergyMinimizer.minimize(context, maxIterations=500)
         context.setVelocitiesToTemperature(protocol.temperature * unit.kelvin, protocol.seed)
-        integrator.step(max(1, int(round(protocol.density_equilibration_ps * 1000 / protocol.timestep_fs))))
+        steps = max(1, int(round(protocol.density_equilibration_ps * 1000 / protocol.timestep_fs)))
+        what = f"density equilibration: {protocol.density_equilibration_ps:g} ps NPT of the solvated box"
+        if log is not None:
+            log(f"{what} ({system.getNumParticles():,} atoms, {steps:,} steps) ...")
+        start = time.perf_counter()
+        with tqdm(total=steps, unit="step", disable=not progress, desc="density equilibration") as bar:
+            for begin in range(0, steps, 10 * interrupt.CHUNK_STEPS):
+                burst = min(10 * interrupt.CHUNK_STEPS, steps - begin)
+                interrupt.step(integrator, burst)
+                bar.update(burst)
         state = context.getState(getPositions=True, getVelocities=True)
         write_text(path, openmm.XmlSerializer.serialize(state))
+        if log is not None:
+            log(f"density equilibration: done in {time.perf_counter() - start:.1f} s")
         del context
     state = openmm.XmlSerializer.deserialize(path.read_text())
     return state.getPositions(), state.getPeriodicBoxVectors()
@@ -273,47 +308,102 @@ def solute_dispersion_correction(setup: Any, protocol: HydrationProtocol) -> flo
     return float((energies[1] - energies[0]) / kt(protocol.temperature))
 
 
+def leg_start(setup: Any, protocol: HydrationProtocol, solvent: bool, platform: str | None = None,
+              progress: bool = False, log: Callable[[str], None] | None = None) -> tuple[Any, Any, Any]:  # fmt: skip
+    """(MM System, positions, box) a leg starts from: in water, the density-equilibrated box
+    (:func:`equilibrated`, made once under the set-up's lock and shared by the legs)."""
+    mm, positions, box = leg_system(setup, protocol, solvent)
+    if solvent:
+        with setup_lock(Path(setup.prmtop).parent):
+            positions, box = equilibrated(mm, positions, box, protocol, npt_state_path(setup, protocol), platform,
+                                          progress, log)  # fmt: skip
+    return mm, positions, box
+
+
 def sample_leg(setup: Any, protocol: HydrationProtocol, solvent: bool, folder: Path, states: Any, set_state: Any,
                samples: int, steps_per_sample: int, equilibration_steps: int, timestep_fs: float,
                platform: str | None = None, max_minutes: float | None = None, progress: bool = True,
-               system: Any = None, minimize: bool = True, identity: dict | None = None) -> bool:  # fmt: skip
+               system: Any = None, minimize: bool = True, identity: dict | None = None, label: str | None = None,
+               log: Callable[[str], None] | None = None, later_seconds: float = 0.0) -> bool:  # fmt: skip
     """Sample ``states`` of one leg (``system``, default the leg's MM system made alchemical)
     with the protocol's sampler; stop after ``max_minutes`` (at an iteration's checkpoint for
     replica exchange, a sample's for windows). True if all ``samples`` are done. ``minimize``:
     minimise in every state before its equilibration (the sampler's option). ``identity``:
-    what defines the leg's samples (:func:`leg_identity`), recorded and checked on resume."""
+    what defines the leg's samples (:func:`leg_identity`), recorded and checked on resume.
+    ``label`` names the leg in the progress bar and in what ``log`` is told: the set-up stages
+    and, after the first samples, the time this leg and the run (``later_seconds`` for the
+    legs after it) still need (:class:`atomml.fe.cost.LegClock`)."""
     from .alchemy import alchemical_system
+    from .cost import LegClock, chain, remaining_work
     from .sampling import BudgetSpent, sample_replica_exchange, sample_windows, wall_clock_budget
 
-    mm, positions, box = leg_system(setup, protocol, solvent)
-    if solvent:
-        with setup_lock(Path(setup.prmtop).parent):
-            positions, box = equilibrated(mm, positions, box, protocol, npt_state_path(setup, protocol), platform)
+    label = label or Path(folder).name
+    mm, positions, box = leg_start(setup, protocol, solvent, platform, progress, log)
     if system is None:
         system = alchemical_system(mm, setup.molecule_atoms)
     sampler = sample_replica_exchange if protocol.sampler == "replica_exchange" else sample_windows
+    work = functools.partial(remaining_work, folder, len(states), samples, steps_per_sample, equilibration_steps,
+                             protocol.sampler)  # fmt: skip
+    clock = None if log is None else LegClock(label, work, log, later_seconds)
     try:
         sampler(
             system, positions, states, set_state, folder, temperature=protocol.temperature, samples=samples,
             steps_per_sample=steps_per_sample, equilibration_steps=equilibration_steps, timestep_fs=timestep_fs,
             friction_per_ps=protocol.friction_per_ps, box=box, seed=protocol.seed, progress=progress,
-            platform=platform, callback=wall_clock_budget(max_minutes), minimize=minimize, identity=identity,
+            platform=platform, callback=chain(wall_clock_budget(max_minutes), clock), minimize=minimize,
+            identity=identity, label=label,
         )  # fmt: skip
     except BudgetSpent:
         return False
     return True
 
 
+def leg_seconds(setup: Any, protocol: HydrationProtocol, solvent: bool, folder: Path, states: Any, set_state: Any,
+                samples: int, steps_per_sample: int, equilibration_steps: int, timestep_fs: float,
+                platform: str | None = None, system: Any = None, progress: bool = False,
+                log: Callable[[str], None] | None = None) -> float:  # fmt: skip
+    """The wall time :func:`sample_leg` with these arguments still needs on this machine: the
+    work left in ``folder`` at the pace of a short probe (:func:`atomml.fe.cost.probe`). Makes
+    the leg's starting box first if it is missing (the density equilibration)."""
+    from .alchemy import alchemical_system
+    from .cost import probe, remaining_work
+
+    work = remaining_work(folder, len(states), samples, steps_per_sample, equilibration_steps, protocol.sampler)
+    if work.done:
+        return 0.0
+    mm, positions, box = leg_start(setup, protocol, solvent, platform, progress, log)
+    if system is None:
+        system = alchemical_system(mm, setup.molecule_atoms)
+    speed = probe(system, positions, box, states, set_state, protocol.temperature, protocol.friction_per_ps,
+                  timestep_fs, platform)  # fmt: skip
+    return speed.seconds(work)
+
+
+def _leg_arguments(smiles: str, folder: Path, leg: str, protocol: HydrationProtocol,
+                   log: Callable[[str], None] | None) -> tuple[Any, ...]:  # fmt: skip
+    """sample_leg's (and leg_seconds') first ten arguments for a decoupling leg."""
+    from .alchemy import set_state
+
+    if leg not in LEGS:
+        raise ValueError(f"leg must be one of {LEGS}, got {leg!r}")
+    solvated, vacuum = leg_setups(smiles, folder, protocol, log)
+    solvent = leg == "solvent"
+    return (solvated if solvent else vacuum, protocol, solvent, folder / leg, protocol.schedule.states, set_state,
+            protocol.samples, protocol.steps_per_sample, protocol.equilibration_steps, protocol.timestep_fs)  # fmt: skip
+
+
 def run_leg(smiles: str, folder: str | os.PathLike[str], leg: str, protocol: HydrationProtocol | None = None,
-            platform: str | None = None, max_minutes: float | None = None, progress: bool = True) -> bool:  # fmt: skip
+            platform: str | None = None, max_minutes: float | None = None, progress: bool = True,
+            log: Callable[[str], None] | None = None, later_seconds: float = 0.0) -> bool:  # fmt: skip
     """Sample (or resume) the ``leg`` ("solvent" or "vacuum") of ``smiles``'s decoupling in
     ``folder``; True when the protocol's samples are all done, False when ``max_minutes`` ran
     out first (run again to go on). ``platform`` names the OpenMM platform (default: fastest).
+    ``log`` (e.g. :func:`announce`) is told the set-up stages and the time left (see
+    :func:`sample_leg`).
 
     A leg folder that another process samples (:class:`~atomml.errors.OutputInUseError`) or
     that holds samples of another molecule or protocol (:class:`~atomml.errors.ResumeMismatchError`)
     is refused before anything is written."""
-    from .alchemy import set_state
     from .sampling import check_resumable
 
     if leg not in LEGS:
@@ -322,13 +412,16 @@ def run_leg(smiles: str, folder: str | os.PathLike[str], leg: str, protocol: Hyd
     folder = Path(folder)
     identity = leg_identity(smiles, protocol)
     check_resumable(folder / leg, identity)
-    solvated, vacuum = leg_setups(smiles, folder, protocol)
-    solvent = leg == "solvent"
-    return sample_leg(
-        solvated if solvent else vacuum, protocol, solvent, folder / leg, protocol.schedule.states, set_state,
-        protocol.samples, protocol.steps_per_sample, protocol.equilibration_steps, protocol.timestep_fs,
-        platform, max_minutes, progress, identity=identity,
-    )  # fmt: skip
+    return sample_leg(*_leg_arguments(smiles, folder, leg, protocol, log), platform, max_minutes, progress,
+                      identity=identity, label=f"{leg} leg", log=log, later_seconds=later_seconds)  # fmt: skip
+
+
+def run_leg_seconds(smiles: str, folder: str | os.PathLike[str], leg: str, protocol: HydrationProtocol | None = None,
+                    platform: str | None = None, progress: bool = False,
+                    log: Callable[[str], None] | None = None) -> float:  # fmt: skip
+    """The wall time :func:`run_leg` still needs (:func:`leg_seconds`); makes the set-up if missing."""
+    protocol = protocol or default_protocol()
+    return leg_seconds(*_leg_arguments(smiles, Path(folder), leg, protocol, log), platform, progress=progress, log=log)
 
 
 def summarise(smiles: str, folder: str | os.PathLike[str], protocol: HydrationProtocol | None = None) -> dict:
@@ -356,7 +449,7 @@ def summarise(smiles: str, folder: str | os.PathLike[str], protocol: HydrationPr
     kt_kcal = kt(protocol.temperature, "kcal/mol")
     lengths = sampling_lengths(legs, len(schedule), protocol.samples, protocol.steps_per_sample,
                                protocol.equilibration_steps, protocol.timestep_fs)  # fmt: skip
-    flags = leg_flags(legs) + exchange_flags(legs) + lengths.flags
+    flags = ([protocol.warning] if protocol.warning else []) + leg_flags(legs) + exchange_flags(legs) + lengths.flags
 
     summary = {
         "smiles": smiles, "temperature_K": protocol.temperature,
@@ -380,8 +473,9 @@ def summarise(smiles: str, folder: str | os.PathLike[str], protocol: HydrationPr
 
 
 def hydration_free_energy(smiles: str, folder: str | os.PathLike[str], protocol: HydrationProtocol | None = None,
-                          progress: bool = True, platform: str | None = None) -> dict:  # fmt: skip
+                          progress: bool = True, platform: str | None = None,
+                          log: Callable[[str], None] | None = None) -> dict:  # fmt: skip
     """Run (or resume) both legs and return the summary (also written to ``summary.json``)."""
     for leg in LEGS:
-        run_leg(smiles, folder, leg, protocol, platform=platform, progress=progress)
+        run_leg(smiles, folder, leg, protocol, platform=platform, progress=progress, log=log)
     return summarise(smiles, folder, protocol)

@@ -25,6 +25,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -127,10 +129,26 @@ def mixed_system(setup: Any, potential: str, protocol: HydrationProtocol, path: 
     return ml.createMixedSystem(topology, system, list(setup.molecule_atoms), interpolate=True, removeConstraints=False)
 
 
+def _ml_leg_arguments(smiles: str, potential: str, folder: Path, leg: str, protocol: HydrationProtocol,
+                      path: EndStateProtocol, device: str | None, log: Callable[[str], None] | None) -> tuple[Any, ...]:  # fmt: skip
+    """sample_leg's (and leg_seconds') first ten arguments and the mixed system of an MM->ML leg."""
+    from .hydration import LEGS, leg_setups
+
+    if leg not in LEGS:
+        raise ValueError(f"leg must be one of {LEGS}, got {leg!r}")
+    solvated, vacuum = leg_setups(smiles, folder, protocol, log)
+    setup = solvated if leg == "solvent" else vacuum
+    mixed = mixed_system(setup, potential, protocol, path, leg == "solvent", device)
+    arguments = (setup, protocol, leg == "solvent", folder / f"ml_{leg}", list(path.lambdas), _set_lambda, path.samples,
+                 path.steps_per_sample, path.equilibration_steps, path.timestep_fs)  # fmt: skip
+    return arguments, mixed
+
+
 def run_ml_leg(smiles: str, potential: str, folder: str | os.PathLike[str], leg: str,
                protocol: HydrationProtocol | None = None, path: EndStateProtocol | None = None,
                platform: str | None = None, max_minutes: float | None = None, progress: bool = True,
-               device: str | None = None) -> bool:  # fmt: skip
+               device: str | None = None, log: Callable[[str], None] | None = None,
+               later_seconds: float = 0.0) -> bool:  # fmt: skip
     """Sample (or resume) the MM→ML path of ``smiles`` in ``leg`` ("solvent" or "vacuum"),
     stored in ``folder/ml_<leg>``; True when done, False when ``max_minutes`` ran out first.
     ``device`` is the torch device of the ML solute (default CUDA if there is one).
@@ -139,8 +157,9 @@ def run_ml_leg(smiles: str, potential: str, folder: str | os.PathLike[str], leg:
     minimiser tries geometries far from any the ML potential was trained on (an H tried
     0.07 Å from its carbon), so every state starts from the MM coordinates and equilibrates by MD.
     A leg folder that another process samples, or that holds samples of another molecule,
-    protocol or potential (:func:`ml_leg_identity`), is refused before anything is written."""
-    from .hydration import LEGS, leg_setups, sample_leg
+    protocol or potential (:func:`ml_leg_identity`), is refused before anything is written.
+    ``log``, ``later_seconds``: see :func:`atomml.fe.hydration.sample_leg`."""
+    from .hydration import LEGS, sample_leg
     from .sampling import check_resumable
 
     if leg not in LEGS:
@@ -150,14 +169,69 @@ def run_ml_leg(smiles: str, potential: str, folder: str | os.PathLike[str], leg:
     folder = Path(folder)
     identity = ml_leg_identity(smiles, potential, protocol, path)
     check_resumable(folder / f"ml_{leg}", identity)
-    solvated, vacuum = leg_setups(smiles, folder, protocol)
-    setup = solvated if leg == "solvent" else vacuum
-    mixed = mixed_system(setup, potential, protocol, path, leg == "solvent", device)
-    return sample_leg(
-        setup, protocol, leg == "solvent", folder / f"ml_{leg}", list(path.lambdas), _set_lambda, path.samples,
-        path.steps_per_sample, path.equilibration_steps, path.timestep_fs, platform, max_minutes, progress, system=mixed,
-        minimize=False, identity=identity,
-    )  # fmt: skip
+    arguments, mixed = _ml_leg_arguments(smiles, potential, folder, leg, protocol, path, device, log)
+    return sample_leg(*arguments, platform, max_minutes, progress, system=mixed, minimize=False, identity=identity,
+                      label=f"ml-{leg} leg", log=log, later_seconds=later_seconds)  # fmt: skip
+
+
+def ml_leg_seconds(smiles: str, potential: str, folder: str | os.PathLike[str], leg: str,
+                   protocol: HydrationProtocol | None = None, path: EndStateProtocol | None = None,
+                   platform: str | None = None, device: str | None = None, progress: bool = False,
+                   log: Callable[[str], None] | None = None) -> float:  # fmt: skip
+    """The wall time :func:`run_ml_leg` still needs (:func:`atomml.fe.hydration.leg_seconds`)."""
+    from .hydration import leg_seconds
+
+    arguments, mixed = _ml_leg_arguments(smiles, potential, Path(folder), leg, protocol or default_protocol(),
+                                         path or EndStateProtocol(), device, log)  # fmt: skip
+    return leg_seconds(*arguments, platform, system=mixed, progress=progress, log=log)
+
+
+def check_potential(potential: str, smiles: str) -> None:
+    """Refuse, before any set-up or sampling, an ML potential that cannot take ``smiles``'s
+    solute: a file or name that does not exist (with the closest shipped names), one that
+    lacks some of the molecule's elements (naming the shipped potentials that have them), or,
+    for a charged molecule, one whose energy does not depend on the total charge (it would
+    treat the ion as neutral). The last check evaluates the potential on one conformer at
+    charge 0 and at the molecule's formal charge (a second or two)."""
+    from rdkit import Chem
+
+    from ..errors import InputError
+    from ..mm import check_molecule
+    from ..potential_file import read_header, shipped_potentials
+
+    mol = check_molecule(smiles)
+    header = read_header(potential)
+    elements = {a.GetSymbol() for a in mol.GetAtoms()}
+    missing = sorted(elements - set(header["elements"]))
+    if missing:
+        fits = [name for name in shipped_potentials() if elements <= set(read_header(name)["elements"])]
+        hint = f"use one that has them ({', '.join(fits)})" if fits else "use a potential trained on them"
+        raise InputError(f"--ml-potential {potential} knows {', '.join(header['elements'])}, not {', '.join(missing)} "
+                         f"of {smiles}; {hint}")  # fmt: skip
+    charge = Chem.GetFormalCharge(mol)
+    if charge != 0 and not _responds_to_charge(potential, smiles, charge):
+        raise InputError(f"{smiles} has a net charge of {charge:+d} but --ml-potential {potential} ignores the total "
+                         "charge (its energy is the same at charge 0): use a potential that takes the charge as "
+                         "input, or the molecule's neutral form")  # fmt: skip
+
+
+def _responds_to_charge(potential: str, smiles: str, charge: int) -> bool:
+    """Whether ``potential``'s energy of a conformer of ``smiles`` changes with the total charge."""
+    import ase
+
+    from ..interfaces.ase import AtomMLCalculator
+    from ..mm import embedded_molecule
+
+    mol = embedded_molecule(smiles)
+    atoms = ase.Atoms(numbers=[a.GetAtomicNum() for a in mol.GetAtoms()], positions=mol.GetConformer().GetPositions())
+    atoms.calc = AtomMLCalculator(potential, device="cpu", dtype="float64")
+    energies = []
+    with warnings.catch_warnings():  # e.g. an odd electron count at charge 0: this is only a probe
+        warnings.simplefilter("ignore")
+        for value in (0, charge):
+            atoms.info["charge"] = value
+            energies.append(atoms.get_potential_energy())
+    return abs(energies[1] - energies[0]) > 1e-6
 
 
 def summarise_ml(smiles: str, potential: str, folder: str | os.PathLike[str], protocol: HydrationProtocol | None = None,

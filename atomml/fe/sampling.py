@@ -57,6 +57,7 @@ from .. import units
 from ..errors import ResumeMismatchError
 from ..files import replacing, write_text
 from ..locks import output_lock
+from . import interrupt
 
 REPLICA_EXCHANGE_CHECKPOINT = "replica_exchange.npz"
 
@@ -190,7 +191,7 @@ def _equilibrate(context: Any, integrator: Any, positions: Any, box: Any, set_st
         openmm.LocalEnergyMinimizer.minimize(context, 1.0, 200)
     context.setVelocitiesToTemperature(temperature * unit.kelvin, velocity_seed)
     start = time.perf_counter()
-    integrator.step(steps)
+    interrupt.step(integrator, steps)
     return time.perf_counter() - start
 
 
@@ -215,6 +216,7 @@ def sample_windows(
     callback: Callable[[int], None] | None = None,
     minimize: bool = True,
     identity: dict | None = None,
+    label: str = "windows",
 ) -> Path:
     """Sample every state in turn (LangevinMiddle, NVT); returns ``folder``. Resumable.
 
@@ -225,7 +227,9 @@ def sample_windows(
     ``identity`` (JSON-able) names what else defines the run (the molecule, the protocol, the
     potential): it is recorded in ``run.json`` with the sampler's settings, and resuming the
     folder with other settings or another identity is a
-    :class:`~atomml.errors.ResumeMismatchError`."""
+    :class:`~atomml.errors.ResumeMismatchError`. ``label`` names the progress bar. Dynamics
+    runs in short bursts (:func:`atomml.fe.interrupt.step`), so a Ctrl-C is taken within a
+    second or so, at a point from which the run resumes."""
     import openmm
     from tqdm import tqdm
 
@@ -236,7 +240,7 @@ def sample_windows(
     _claim(folder, {"n_states": n_states, "temperature": temperature, "steps_per_sample": steps_per_sample,
                     "timestep_fs": timestep_fs, "friction_per_ps": friction_per_ps, "seed": seed,
                     **_identity(identity)})  # fmt: skip
-    with tqdm(total=n_states * samples, unit="sample", disable=not progress, desc="windows") as bar:
+    with tqdm(total=n_states * samples, unit="sample", disable=not progress, desc=label) as bar:
         for k, state in enumerate(states):
             rows, meta_path, xml_path = folder / f"window_{k}.u", folder / f"window_{k}.json", folder / f"window_{k}.state.xml"
             meta = json.loads(meta_path.read_text()) if meta_path.exists() else None
@@ -259,7 +263,7 @@ def sample_windows(
                 for n in range(done, samples):
                     set_state(context, state)
                     start = time.perf_counter()
-                    integrator.step(steps_per_sample)
+                    interrupt.step(integrator, steps_per_sample)
                     seconds, steps = seconds + time.perf_counter() - start, steps + steps_per_sample
                     u = _reduced_row(context, states, set_state, kt)
                     set_state(context, state)
@@ -366,6 +370,7 @@ def sample_replica_exchange(
     callback: Callable[[int], None] | None = None,
     minimize: bool = True,
     identity: dict | None = None,
+    label: str = "replicas",
 ) -> Path:
     """Hamiltonian replica exchange over ``states`` (see module doc); returns ``folder``.
 
@@ -438,7 +443,7 @@ def sample_replica_exchange(
 
     outs = [open(path, "ab") for path in files]
     try:
-        bar = tqdm(total=samples, initial=min(done, samples), unit="iteration", disable=not progress, desc="replicas")
+        bar = tqdm(total=samples, initial=min(done, samples), unit="iteration", disable=not progress, desc=label)
         with bar:
             for n in range(done, samples):
                 u = np.empty((n_states, n_states))  # u[replica, state]
@@ -447,7 +452,7 @@ def sample_replica_exchange(
                     load(r)
                     set_state(context, state)
                     start = time.perf_counter()
-                    integrator.step(steps_per_sample)
+                    interrupt.step(integrator, steps_per_sample)
                     seconds[k] += time.perf_counter() - start
                     steps[k] += steps_per_sample
                     store(r)

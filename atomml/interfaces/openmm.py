@@ -8,6 +8,14 @@ after installing atomml::
     system = potential.createSystem(topology)                          # everything ML
     system = potential.createMixedSystem(topology, mm_system, ml_atoms, interpolate=True)
 
+A molecule's Topology and positions come from :func:`molecule_topology` (ASE Atoms, an SDF
+file, an RDKit molecule or a SMILES string)::
+
+    from atomml.interfaces.openmm import molecule_topology
+    molecule = molecule_topology("CC(=O)Nc1ccc(O)cc1")   # .topology, .positions (nm), .charge (e)
+    system = MLPotential("atomml", potential="tensornet-organic-gfn2").createSystem(
+        molecule.topology, charge=molecule.charge)
+
 Options (to ``MLPotential`` or to ``createSystem`` / ``createMixedSystem``): ``potential``
 (required), ``precision`` ("single" or "double", default single), ``charge`` (total charge of
 the ML atoms, default 0), ``device`` (torch device, default CUDA if available), ``skin``
@@ -27,12 +35,16 @@ This module imports nothing from the entry-point module: openmm-ml imports that 
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterable, NamedTuple
 
 import numpy as np
 
 from .. import units
-from ..graph import total_charge
+from ..errors import InputError
+from ..graph import _ase_charge, total_charge
 from ..potential import Potential
 from ..potential_file import is_long_range, read_header
 
@@ -121,3 +133,146 @@ class AtomMLPotentialImpl(MLPotentialImpl):
             force.setParticles(atoms)
         system.addForce(force)
 
+
+
+# -- molecules as OpenMM topologies ------------------------------------------------------------
+RDKIT_SUFFIXES = (".sdf", ".sd", ".mol")  # read with RDKit (bonds and bond orders from the file)
+STRUCTURE_SUFFIXES = (".xyz", ".extxyz", ".pdb", ".cif", ".traj", ".json", ".db")  # read with ASE
+
+
+class MoleculeTopology(NamedTuple):
+    """What :func:`molecule_topology` returns: ``topology`` (``openmm.app.Topology``),
+    ``positions`` (an OpenMM Quantity, (N, 3) in nm, in the topology's atom order) and
+    ``charge`` (the total charge in e, for ``createSystem(..., charge=...)``)."""
+
+    topology: Any
+    positions: Any
+    charge: float
+
+
+def molecule_topology(molecule: Any, residue_name: str = "MOL", seed: int = 0) -> MoleculeTopology:
+    """An OpenMM Topology, positions and total charge for a molecule, given as
+
+    - ASE ``Atoms``: bonds between atoms closer than 1.2 × the sum of their covalent radii
+      (:mod:`atomml.analysis.bonds`' rule, minimum image along periodic axes); each bonded
+      fragment is a residue when the fragments are contiguous in the atom order (waters are
+      ``HOH``), else all atoms are one residue; a fully periodic cell becomes the periodic box
+      (rotated into OpenMM's lower-triangular form, the positions with it); the charge is read as
+      the ASE calculator reads it (``atoms.info["charge"]``, else the initial charges' sum);
+    - an SDF or MOL file (path; other structure files are read with ASE as ``Atoms``), or an
+      RDKit molecule with a conformer: bonds and bond orders from RDKit, formal charge as charge;
+    - a SMILES string: one 3D conformer with hydrogens (RDKit ETKDG, then MMFF; ``seed``).
+
+    Atoms keep their order and get element names numbered per residue (C1, C2, H1, ...); the
+    molecule's residue is ``residue_name``. Use::
+
+        molecule = molecule_topology("CCO")
+        system = MLPotential("atomml", potential="tensornet-organic-gfn2").createSystem(
+            molecule.topology, charge=molecule.charge)
+        simulation = app.Simulation(molecule.topology, system, integrator)
+        simulation.context.setPositions(molecule.positions)
+    """
+    from ase import Atoms
+
+    if isinstance(molecule, Atoms):
+        return _from_atoms(molecule, residue_name)
+    if type(molecule).__module__.startswith("rdkit"):
+        return _from_rdkit(molecule, residue_name, "the RDKit molecule")
+    if not isinstance(molecule, (str, os.PathLike)):
+        raise TypeError(f"molecule must be ASE Atoms, an RDKit molecule, a file path or a SMILES string, "
+                        f"got {type(molecule).__name__}")  # fmt: skip
+    path = Path(molecule)
+    suffix = path.suffix.lower()
+    if path.is_file() or suffix in RDKIT_SUFFIXES + STRUCTURE_SUFFIXES or isinstance(molecule, os.PathLike):
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file; check the path (or give a SMILES string)")
+        if suffix in RDKIT_SUFFIXES:
+            from rdkit import Chem
+
+            mol = next(iter(Chem.SDMolSupplier(str(path), removeHs=False)), None)
+            if mol is None:
+                raise InputError(f"RDKit cannot read a molecule from {path}; check that it is an SDF/MOL file")
+            return _from_rdkit(mol, residue_name, str(path))
+        from ase.io import read
+
+        return _from_atoms(read(path), residue_name)
+    from ..mm import embedded_molecule
+
+    return _from_rdkit(embedded_molecule(str(molecule), seed), residue_name, f"SMILES {molecule!r}")
+
+
+def _new_topology(numbers: Iterable[int], residues: list[tuple[str, list[int]]]) -> tuple[Any, list[Any]]:
+    """A Topology with one chain; ``residues`` lists (name, atom indices), in atom order."""
+    from openmm import app
+
+    numbers = list(numbers)
+    top = app.Topology()
+    chain = top.addChain()
+    atoms: list[Any] = []
+    for name, indices in residues:
+        residue = top.addResidue(name, chain)
+        counts: Counter[str] = Counter()
+        for i in indices:
+            element = app.Element.getByAtomicNumber(int(numbers[i]))
+            counts[element.symbol] += 1
+            atoms.append(top.addAtom(f"{element.symbol}{counts[element.symbol]}", element, residue))
+    return top, atoms
+
+
+def _from_rdkit(mol: Any, residue_name: str, source: str) -> MoleculeTopology:
+    from openmm import app
+    from rdkit import Chem
+
+    if mol.GetNumConformers() == 0:
+        raise InputError(f"{source} has no 3D coordinates; give a conformer (or a SMILES, which gets one)")
+    orders = {Chem.BondType.SINGLE: (app.Single, 1), Chem.BondType.DOUBLE: (app.Double, 2),
+              Chem.BondType.TRIPLE: (app.Triple, 3), Chem.BondType.AROMATIC: (app.Aromatic, None)}  # fmt: skip
+    numbers = [a.GetAtomicNum() for a in mol.GetAtoms()]
+    top, atoms = _new_topology(numbers, [(residue_name, list(range(len(numbers))))])
+    for bond in mol.GetBonds():
+        kind, order = orders.get(bond.GetBondType(), (None, None))
+        top.addBond(atoms[bond.GetBeginAtomIdx()], atoms[bond.GetEndAtomIdx()], type=kind, order=order)
+    positions = np.asarray(mol.GetConformer().GetPositions(), dtype=np.float64)
+    return MoleculeTopology(top, _nm(positions), float(Chem.GetFormalCharge(mol)))
+
+
+def _from_atoms(atoms: Any, residue_name: str) -> MoleculeTopology:
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from ..analysis.bonds import BOND_FACTOR, _pairs_within
+
+    if atoms.pbc.any() and not atoms.pbc.all():
+        raise ValueError(f"OpenMM needs a fully periodic or a non-periodic system, this one has pbc="
+                         f"{atoms.pbc.tolist()}; use the ASE calculator for slabs and wires")  # fmt: skip
+    n = len(atoms)
+    if n == 0:
+        raise InputError("the structure has no atoms: give a molecule")
+    pairs, _ = _pairs_within(atoms, BOND_FACTOR)
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    count, labels = connected_components(graph, directed=False)
+    starts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]])
+    if len(starts) == count:  # each fragment contiguous: one residue each
+        bounds = [*starts.tolist(), n]
+        groups = [list(range(a, b)) for a, b in zip(bounds[:-1], bounds[1:])]
+    else:
+        groups = [list(range(n))]
+    water = [1, 1, 8]
+    residues = [("HOH" if sorted(atoms.numbers[g].tolist()) == water else residue_name, g) for g in groups]
+    top, made = _new_topology(atoms.numbers, residues)
+    for i, j in pairs.tolist():
+        top.addBond(made[i], made[j])
+    positions = np.array(atoms.positions, dtype=np.float64)
+    if atoms.pbc.all():
+        from openmm import unit
+
+        cell, rotation = atoms.cell.standard_form()  # cell @ rotation = atoms.cell
+        positions = positions @ rotation.T
+        top.setPeriodicBoxVectors(np.asarray(cell) / units.NM_TO_ANGSTROM * unit.nanometer)
+    return MoleculeTopology(top, _nm(positions), _ase_charge(atoms))
+
+
+def _nm(positions_angstrom: np.ndarray) -> Any:
+    from openmm import unit
+
+    return unit.Quantity(positions_angstrom / units.NM_TO_ANGSTROM, unit.nanometer)

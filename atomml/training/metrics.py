@@ -91,7 +91,9 @@ def parity_plot(
     """PNG with predicted vs reference energy per atom, force components and (if labelled) stress.
 
     With ``atomic_energies`` (eV per element) their sum is taken off both energies, so the plot
-    shows the part of the energy the network fits rather than the element references.
+    shows the part of the energy the network fits rather than the element references. The axes
+    are in eV; each panel's title is the MAE of :func:`errors` in the units of ``metrics.json``
+    (meV/atom, meV/Å, meV/Å³), the same number the metrics file holds.
     """
     import matplotlib
 
@@ -99,18 +101,22 @@ def parity_plot(
     import matplotlib.pyplot as plt
 
     n = dataset.num_atoms
+    summary = errors(dataset, prediction)
     baseline = np.zeros(len(dataset))
     label = "energy per atom (eV)"
     if atomic_energies:
         per_atom = np.vectorize(lambda z: atomic_energies.get(int(z), 0.0))(np.asarray(dataset.numbers))
         baseline = np.add.reduceat(per_atom, np.asarray(dataset.offsets[:-1])) if len(per_atom) else baseline
         label = "energy per atom − element refs (eV)"
-    panels = [(label, (np.asarray(dataset.energy) - baseline) / n, (prediction["energy"] - baseline) / n)]
-    panels.append(("force component (eV/Å)", np.asarray(dataset.forces).ravel(), prediction["forces"].ravel()))
+    # (axis label, reference, prediction, the metrics key whose value titles the panel)
+    panels = [(label, (np.asarray(dataset.energy) - baseline) / n, (prediction["energy"] - baseline) / n, "energy_mae_meV_per_atom")]
+    forces = np.asarray(dataset.forces).ravel(), prediction["forces"].ravel()
+    panels.append(("force component (eV/Å)", *forces, "force_mae_meV_per_A"))
     if np.isfinite(prediction["stress"]).any() and np.isfinite(np.asarray(dataset.stress)).any():
-        panels.append(("stress component (eV/Å³)", np.asarray(dataset.stress).ravel(), prediction["stress"].ravel()))
+        stress = np.asarray(dataset.stress).ravel(), prediction["stress"].ravel()
+        panels.append(("stress component (eV/Å³)", *stress, "stress_mae_meV_per_A3"))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4))
-    for ax, (label, ref, pred) in zip(np.atleast_1d(axes), panels):
+    for ax, (label, ref, pred, key) in zip(np.atleast_1d(axes), panels):
         ok = np.isfinite(ref) & np.isfinite(pred)
         ref, pred = ref[ok], pred[ok]
         ax.scatter(ref, pred, s=3, alpha=0.4, rasterized=True)
@@ -118,7 +124,14 @@ def parity_plot(
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
         ax.set_xlabel(f"reference {label}")
         ax.set_ylabel(f"predicted {label}")
-        ax.set_title(f"MAE {np.abs(pred - ref).mean():.3g}")
+        ax.set_title(mae_title(key, summary))
+    return _save(fig, path, title)
+
+
+def _save(fig: Any, path: str | os.PathLike[str], title: str) -> Path:
+    """Write a figure as PNG (its folder made if needed) and close it."""
+    import matplotlib.pyplot as plt
+
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -127,6 +140,52 @@ def parity_plot(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+TITLES = {  # metrics.json key -> plot title, in the key's units
+    "energy_mae_meV_per_atom": "energy MAE {:.3g} meV/atom",
+    "force_mae_meV_per_A": "force MAE {:.3g} meV/Å",
+    "stress_mae_meV_per_A3": "stress MAE {:.3g} meV/Å³",
+}
+
+
+def mae_title(key: str, summary: dict[str, Any]) -> str:
+    """A panel title with the error ``summary[key]`` in the unit its metrics key names."""
+    return TITLES[key].format(summary[key]) if key in summary else TITLES[key].split(" {")[0] + ": no labels"
+
+
+def learning_curve(history: list[dict[str, Any]], path: str | os.PathLike[str], title: str = "") -> Path:
+    """PNG of a run's ``log.csv`` rows against step: the training loss (mean over the steps since
+    the validation before) and the validation loss, and the validation MAE and RMSE of energy
+    (meV/atom), forces (meV/Å) and stress (meV/Å³), the units of the log's column names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    step = np.array([row["step"] for row in history], dtype=float)
+
+    def column(key: str) -> np.ndarray:
+        return np.array([np.nan if row.get(key) is None else row[key] for row in history], dtype=float)
+
+    panels = [("loss (weighted, as minimised)", [("train", "train_loss"), ("valid", "valid_loss")])]
+    for quantity, unit, key in (("energy", "meV/atom", "energy_{}_meV_per_atom"), ("force", "meV/Å", "force_{}_meV_per_A"),
+                                ("stress", "meV/Å³", "stress_{}_meV_per_A3")):  # fmt: skip
+        if np.isfinite(column(key.format("mae"))).any():
+            panels.append((f"valid {quantity} error ({unit})", [("MAE", key.format("mae")), ("RMSE", key.format("rmse"))]))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6))
+    for ax, (label, lines) in zip(np.atleast_1d(axes), panels):
+        for name, key in lines:
+            values = column(key)
+            ok = np.isfinite(values) & (values > 0)
+            if ok.any():
+                ax.plot(step[ok], values[ok], "o-", ms=3, label=name)
+        ax.set_xlabel("step")
+        ax.set_title(label)
+        if ax.lines:
+            ax.set_yscale("log")
+            ax.legend()
+    return _save(fig, path, title)
 
 
 def _device(module: torch.nn.Module) -> torch.device:

@@ -17,7 +17,11 @@ What a run does:
   epoch is a pure function of (seed, epoch), so a resumed run takes exactly the steps the
   uninterrupted run would have taken: none lost, none repeated;
 - writes the best potential (``<output>/<name>.safetensors``), test errors
-  (``metrics.json``), a per-validation log (``log.csv``) and parity plots (``parity_*.png``).
+  (``metrics.json``), a per-validation log (``log.csv``, with the mean training loss since the
+  validation before), the learning curve (``learning_curve.png``) and parity plots
+  (``parity_*.png``);
+- tells the user what it does (stderr, :mod:`atomml.training.console`): a start-up summary,
+  each validation's errors, and a progress bar with a total and ETA.
 
 Several processes (``torchrun --nproc-per-node K atomml train ...``) train one model with
 :class:`torch.nn.parallel.DistributedDataParallel` (gloo on CPU, NCCL on GPUs). Each global
@@ -41,6 +45,7 @@ import json
 import math
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -52,15 +57,20 @@ from torch import Tensor
 
 from .. import keys, units
 from ..data import Dataset, group_split, load_dataset, random_split, reference_energies
-from ..data.dataset import atom_indices
-from ..errors import CheckpointError
+from ..data.dataset import LABEL_KEYS, atom_indices, describe_keys
+from ..errors import CheckpointError, InputError
 from ..files import write_json
 from ..locks import output_lock
 from ..potential import Potential
 from ..potential_file import save_potential
-from . import checkpoint
-from .config import TrainConfig, portable_path
-from .metrics import errors, parity_plot, predict, wants_stress
+from ..threads import available_cpus, set_threads
+from . import checkpoint, console
+from .config import TrainConfig, check_model, portable_path
+from .metrics import errors, learning_curve, parity_plot, predict, wants_stress
+
+
+# config keys about this machine and console, not the potential: left out of its header
+MACHINE_KEYS = ("progress", "verbose", "threads", "device")
 
 
 class Trainer:
@@ -86,9 +96,12 @@ class Trainer:
         self.rank, self.world = _distributed_rank_world()
         if config.batch_size < self.world:
             raise ValueError(f"batch_size {config.batch_size} is smaller than the number of processes {self.world}")
-        if config.threads:
-            torch.set_num_threads(config.threads)
+        check_model(config)  # a misspelt hyperparameter fails before the data is read
+        # default: the CPUs this process may use, shared among the processes on this node
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        set_threads(config.threads or (max(1, available_cpus() // local) if local > 1 else None))
         self.train_data, self.valid_data, self.test_data = self._data(train_data, valid_data, test_data)
+        self.steps_per_epoch = len(self._epoch_batches(0, len(self.train_data)))
         self.potential = self._build()
         self.ema = copy.deepcopy(self.potential) if config.ema_decay > 0 else self.potential
         for p in self.ema.parameters():
@@ -103,8 +116,10 @@ class Trainer:
         self.state: dict[str, Any] = {
             "step": 0, "epoch": 0, "position": 0, "best_valid": math.inf, "best_step": -1,
             "bad_validations": 0, "seconds": 0.0, "stopped": "", "history": [],
+            "loss_sum": 0.0, "loss_steps": 0,  # training loss since the last validation
         }
         self.best_state: dict[str, Tensor] | None = None
+        self._progress: console.Progress | None = None
         self._stop_requested = False
         # what a checkpoint must match to be resumed (hashed once: it covers the data)
         self.fingerprint = checkpoint.run_fingerprint(
@@ -120,11 +135,12 @@ class Trainer:
         c = self.config
         if train is None:
             if not c.train:
-                raise ValueError("no training data: set data.train in the config")
-            train = load_dataset(c.train, cache=c.cache)
+                raise ValueError("no training data: set data.train in the config (docs/training-config.md)")
+            train = self._load("data.train", c.train)
+        self._check_labels(train)
         tests = dict(tests or {})
         if valid is None and c.valid:
-            valid = load_dataset(c.valid, cache=c.cache)
+            valid = self._load("data.valid", c.valid)
         if valid is None:
             fractions = [1.0 - c.valid_fraction - c.test_fraction, c.valid_fraction, c.test_fraction]
             if c.split_by == "structure":
@@ -135,10 +151,33 @@ class Trainer:
             if len(test):
                 tests.setdefault(f"test_split_by_{c.split_by}", test)
         for name, path in c.test_sets.items():
-            tests.setdefault(name, load_dataset(path, cache=c.cache))
+            tests.setdefault(name, self._load(f"data.test_sets.{name}", path))
         if len(train) == 0 or len(valid) == 0:
             raise ValueError(f"empty split: {len(train)} training and {len(valid)} validation structures")
         return train, valid, tests
+
+    def _load(self, key: str, path: str) -> Dataset:
+        """A data file named in the config, read with the config's label keys."""
+        if not Path(path).exists():
+            raise InputError(
+                f"{key}: {path} does not exist; check the path (relative paths in a config are relative to the "
+                "config file's folder)"
+            )
+        c = self.config
+        return load_dataset(path, cache=c.cache, **{k: getattr(c, k) for k in LABEL_KEYS})
+
+    def _check_labels(self, data: Dataset) -> None:
+        """Each quantity the loss weighs must be labelled somewhere in the training data."""
+        c = self.config
+        for name, weight, place in (("energy", c.energy_weight, "info"), ("forces", c.forces_weight, "arrays"),
+                                    ("stress", c.stress_weight, "info")):  # fmt: skip
+            if weight > 0 and not np.isfinite(np.asarray(getattr(data, name))).any():
+                key = getattr(c, f"{name}_key")
+                found = f"; {describe_keys(data.source_keys)}" if data.source_keys else ""
+                raise InputError(
+                    f"the training data{f' ({c.train})' if c.train else ''} has no {name} labels ({place}[{key!r}], data.{name}_key) but loss.{name}_weight is "
+                    f"{weight:g}{found}; set data.{name}_key to the key that holds them, or loss.{name}_weight: 0"
+                )
 
     def _build(self) -> Potential:
         from ..models import create
@@ -203,7 +242,9 @@ class Trainer:
         self._install_signal_handlers()
         n = len(self.train_data)
         started = time.perf_counter() - self.state["seconds"]
-        bar = self._progress_bar()
+        if self.rank == 0 and c.verbose:
+            print(console.summary(self), file=sys.stderr, flush=True)
+        self._progress = bar = console.Progress(self, enabled=c.progress and self.rank == 0)
         try:
             while not self._limit_reached(started):
                 batches = self._epoch_batches(self.state["epoch"], n)
@@ -212,9 +253,9 @@ class Trainer:
                     self.state["step"] += 1
                     self.state["position"] = position + 1
                     self.state["seconds"] = time.perf_counter() - started
-                    if bar is not None:
-                        bar.update(1)
-                        bar.set_postfix(loss=f"{loss:.4g}", lr=f"{self.optimizer.param_groups[0]['lr']:.2g}", epoch=self.state["epoch"])
+                    self.state["loss_sum"] = self.state.get("loss_sum", 0.0) + loss
+                    self.state["loss_steps"] = self.state.get("loss_steps", 0) + 1
+                    bar.update(self.state, loss, self.optimizer.param_groups[0]["lr"])
                     if self.on_step is not None:
                         self.on_step(self)
                     if c.valid_every and self.state["step"] % c.valid_every == 0:
@@ -229,8 +270,7 @@ class Trainer:
                     if not c.valid_every:
                         self._validate()
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
             self._restore_signal_handlers()
         history = self.state["history"]
         if self.state["stopped"] != "interrupted" and (not history or history[-1]["step"] != self.state["step"]):
@@ -330,9 +370,18 @@ class Trainer:
             s["bad_validations"] += 1
             if c.early_stopping_patience is not None and s["bad_validations"] >= c.early_stopping_patience:
                 s["stopped"] = "early_stopping"
+        steps = s.get("loss_steps", 0)
         row = {"step": s["step"], "epoch": s["epoch"], "seconds": round(s["seconds"], 1), "lr": self.optimizer.param_groups[0]["lr"],
-               "valid_loss": score, **{k: v for k, v in metrics.items() if k.endswith(("mae_meV_per_atom", "_meV_per_A", "_meV_per_A3"))}}
+               "train_loss": s.get("loss_sum", 0.0) / steps if steps else None, "valid_loss": score,
+               **{k: v for k, v in metrics.items() if k.endswith(("_meV_per_atom", "_meV_per_A", "_meV_per_A3"))}}
+        s["loss_sum"], s["loss_steps"] = 0.0, 0
         s["history"].append(row)
+        if self.rank == 0 and c.verbose:
+            line = console.validation_line(row, improved)
+            if self._progress is not None:
+                self._progress.write(line)  # above the bar
+            else:
+                print(line, file=sys.stderr, flush=True)
         if self.rank == 0:
             self._write_log()
         self._save_checkpoint()
@@ -401,11 +450,13 @@ class Trainer:
                 }
             references = dict(zip(potential.elements, potential.atomic_energies.tolist()))
             parity_plot(data, prediction, self.output / f"parity_{name}.png", title=f"{c.name}: {name}", atomic_energies=references)
+        if self.state["history"]:
+            learning_curve(self.state["history"], self.output / "learning_curve.png", title=f"{c.name}: learning curve")
         potential.metadata.update(
             {
                 "training": {k: v for k, v in report.items() if k != "test"},
                 "test_metrics": report["test"],
-                "training_config": {k: v for k, v in c.portable_dict().items() if k not in ("progress", "threads", "device")},
+                "training_config": {k: v for k, v in c.portable_dict().items() if k not in MACHINE_KEYS},
             }
         )
         report["potential"] = str(save_potential(potential.to(device="cpu"), self.output / f"{c.name}.safetensors"))
@@ -492,14 +543,6 @@ class Trainer:
     def _restore_signal_handlers(self) -> None:
         for sig, handler in getattr(self, "_previous_handlers", {}).items():
             signal.signal(sig, handler)
-
-    def _progress_bar(self) -> Any:
-        if not self.config.progress or self.rank != 0:
-            return None
-        from tqdm import tqdm
-
-        total = self.config.max_steps or None
-        return tqdm(total=total, initial=self.state["step"], desc=f"train {self.config.name}", unit="step", dynamic_ncols=True)
 
 
 def train(config: TrainConfig | str | os.PathLike[str], **overrides: Any) -> dict[str, Any]:

@@ -29,8 +29,9 @@ CU_FCC = resource_folder("md") / "structures" / "cu_fcc_108.extxyz"
 
 
 def one_line(capsys) -> str:
-    """The single line a failed command printed on stderr (no traceback)."""
-    err = capsys.readouterr().err.strip()
+    """The single line a failed command printed on stderr (no traceback), after the banner that
+    ``atomml md`` prints once its inputs are read (issue 15)."""
+    err = "\n".join(line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("atomml md: potential "))
     assert "Traceback" not in err and len(err.splitlines()) == 1, err
     return err
 

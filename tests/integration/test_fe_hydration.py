@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -64,8 +65,9 @@ def with_setup(methane_setup: Path, folder: Path) -> Path:
     return folder
 
 
-def test_hydration_workflow_tiny(tmp_path, tiny_protocol):
-    """From SMILES through the set-up and its NPT box to the summary, in one command."""
+def test_hydration_workflow_tiny(tmp_path, tiny_protocol, capsys):
+    """From SMILES through the set-up and its NPT box to the summary, in one command, which
+    says each set-up stage and the time the legs will take before it samples them."""
     from atomml.cli import main
     from atomml.fe.hydration import default_protocol
 
@@ -73,6 +75,12 @@ def test_hydration_workflow_tiny(tmp_path, tiny_protocol):
     out = tmp_path / "methane"
     argv = ["fe", "hydration", "C", "--protocol", str(tiny_protocol), "-o", str(out), "--no-progress"]
     assert main(argv) == 0
+    said = capsys.readouterr().err
+    stages = ["set-up 1/3: 3D conformer of C", "set-up 1/3: done in", "set-up 2/3: AM1-BCC charges", "set-up 2/3: done in",
+              "set-up 3/3: missing parameters, TIP3P box with 6 Å of water", "set-up 3/3: done in",
+              "density equilibration: 6 ps NPT of the solvated box", "density equilibration: done in",
+              "time to sample, timed on this machine", "solvent 4 states x 12 samples", "vacuum 4 states x 12 samples"]
+    assert [said.index(stage) for stage in stages] == sorted(said.index(stage) for stage in stages), said
     summary = json.loads((out / "summary.json").read_text())
     assert summary["states"] == ["elec=1, vdw=1", "elec=0, vdw=1", "elec=0, vdw=0.5", "elec=0, vdw=0"]
     assert abs(summary["dG_hydration_kcal_per_mol"]) < 20 and summary["dG_hydration_error_kcal_per_mol"] > 0
@@ -235,7 +243,8 @@ def test_cli_runs_an_ml_leg_with_the_protocols_mm_to_ml_settings(tmp_path, tiny_
                              "  equilibration_steps: 10\n")  # fmt: skip
     folder = with_setup(methane_setup, tmp_path / "methane")
     assert main(["fe", "hydration", "C", "-o", str(folder), "--protocol", str(tiny_protocol), "--leg", "ml-vacuum",
-                 "--ml-potential", ML_POTENTIAL, "--platform", "Reference", "--ml-device", "cpu", "--no-progress"]) == 0  # fmt: skip
+                 "--ml-potential", ML_POTENTIAL, "--platform", "Reference", "--ml-device", "cpu", "--threads", "1",
+                 "--no-progress"]) == 0  # fmt: skip
     assert json.loads(capsys.readouterr().out)["complete"] == {"ml-vacuum": True}
     assert read_u_kn(folder / "ml_vacuum")[1].tolist() == [2, 2]
 
@@ -249,14 +258,16 @@ def test_cli_refuses_unclear_requests(tmp_path, tiny_protocol, capsys):
     for extra, message in ((["--leg", "gas"], "invalid choice"),
                            (["--leg", "ml-vacuum"], "need --ml-potential"),
                            (["--max-minutes", "5"], "give --leg"),
-                           (["--leg", "vacuum", "--summarise"], "not allowed with")):  # fmt: skip
+                           (["--leg", "vacuum", "--summarise"], "not allowed with"),
+                           (["--samples", "0"], "--samples must be at least 1"),
+                           (["--threads", "0"], "--threads must be at least 1")):  # fmt: skip
         with pytest.raises(SystemExit):
             main(base + extra)
         assert message in capsys.readouterr().err
     assert main(base + ["--summarise"]) == 2
     assert "holds no samples of the solvent, vacuum leg(s): run atomml fe hydration C" in capsys.readouterr().err
     assert main(["fe", "hydration", "C", "--protocol", "no-such-protocol"]) == 2
-    assert "one of the shipped protocols ['freesolv', 'hydration']" in capsys.readouterr().err
+    assert "one of the shipped protocols ['freesolv', 'hydration', 'quick']" in capsys.readouterr().err
     with pytest.raises(ValueError, match="leg must be one of"):
         run_leg("C", tmp_path, "gas")
 
@@ -336,3 +347,150 @@ def test_force_field_choice_reaches_the_system(tmp_path, force_field, r_min_half
     assert eps.value_in_unit(unit.kilocalorie_per_mole) == pytest.approx(epsilon, rel=1e-4)
     with pytest.raises(ValueError, match="force_field"):
         solvated_molecule("C", tmp_path, padding=None, force_field="gaff3")
+
+
+def test_bad_input_is_refused_in_seconds_before_any_set_up(tmp_path, tiny_protocol, capsys):
+    """A mistyped --ml-potential, one without the molecule's elements, a SMILES that does not
+    parse, more than one molecule, elements GAFF lacks: one line and exit 2 within seconds, and
+    nothing written (a mistyped potential was found after the set-up and hours of MM legs)."""
+    from atomml.cli import main
+
+    out = tmp_path / "out"
+
+    def argv(smiles, *extra):
+        return ["fe", "hydration", smiles, "-o", str(out), "--protocol", str(tiny_protocol), "--no-progress", *extra]
+
+    cases = [
+        (argv("CCO", "--ml-potential", "tensornet-organic-gfn"), "did you mean 'tensornet-organic-gfn2'?"),
+        (argv("CCO", "--leg", "ml-vacuum", "--ml-potential", "tensornet-organic-gfn"), "did you mean"),
+        (argv("CCO", "--ml-potential", "schnet-cu-emt-demo"),
+         "--ml-potential schnet-cu-emt-demo knows Cu, not C, H, O of CCO; use one that has them (tensornet-organic-gfn2)"),
+        (argv("CC(O"), "RDKit cannot read the SMILES 'CC(O'"),
+        (argv("CCO.O"), "holds 2 molecules"),
+        (argv("C[Si](C)(C)C"), "contains Si, which GAFF/GAFF2 and AM1-BCC do not cover"),
+    ]  # fmt: skip
+    for args, message in cases:
+        start = time.monotonic()
+        assert main(args) == 2
+        assert time.monotonic() - start < 20  # (a first torch import included) against minutes of set-up
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+        assert not out.exists()
+
+
+def test_charged_molecule_needs_a_potential_that_takes_the_charge(tmp_path, capsys):
+    """A potential whose energy ignores the total charge would treat an ion as neutral: refused
+    before any work; a charge-aware one (TensorNet's charge input) and a neutral molecule pass."""
+    import atomml
+    from atomml.cli import main
+    from atomml.errors import InputError
+    from atomml.fe.mlmm import check_potential
+    from atomml.models import create, tiny_hyperparameters
+
+    schnet = str(atomml.save_potential(create("schnet", elements=[1, 7], **tiny_hyperparameters("schnet", [1, 7])),
+                                       tmp_path / "schnet-hn"))  # fmt: skip
+    with pytest.raises(InputError, match=r"\[NH4\+\] has a net charge of \+1 but --ml-potential .* ignores the total"):
+        check_potential(schnet, "[NH4+]")
+    check_potential(schnet, "N")
+    check_potential(ML_POTENTIAL, "[NH4+]")
+    check_potential(ML_POTENTIAL, "CC(=O)[O-]")
+    assert main(["fe", "hydration", "[NH4+]", "-o", str(tmp_path / "out"), "--ml-potential", schnet]) == 2
+    assert "ignores the total charge" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_quick_protocol_is_small_and_says_it_is_not_converged():
+    from atomml.fe.hydration import HydrationProtocol, default_protocol, protocol_path
+    from atomml.fe.mlmm import EndStateProtocol
+
+    quick, default = HydrationProtocol.from_yaml("quick"), default_protocol()
+
+    def steps(p):
+        return len(p.schedule) * (p.equilibration_steps + p.samples * p.steps_per_sample) + p.density_equilibration_ps
+
+    assert steps(quick) < steps(default) / 20
+    assert EndStateProtocol.from_yaml("quick").samples < EndStateProtocol().samples
+    assert "not converged" in quick.warning and default.warning == ""
+    assert "NOT a converged free energy" in protocol_path("quick").read_text()
+
+
+def test_cli_samples_threads_and_a_protocols_warning(tmp_path, tiny_protocol, methane_setup, capsys):
+    """--samples replaces the protocol's samples per state (the legs' identity does not change,
+    so a later run extends them); --threads sets OpenMM's CPU threads (default: the CPUs this
+    process may use); a protocol's warning is said first and flagged in the summary."""
+    import openmm
+
+    from atomml.cli import main
+    from atomml.fe.sampling import read_u_kn
+    from atomml.threads import available_cpus
+
+    tiny_protocol.write_text(TINY + 'warning: "tiny: not converged"\n')
+    folder = with_setup(methane_setup, tmp_path / "methane")
+    base = ["fe", "hydration", "C", "-o", str(folder), "--protocol", str(tiny_protocol), "--no-progress"]
+    cpu = openmm.Platform.getPlatformByName("CPU")
+    before = cpu.getPropertyDefaultValue("Threads")
+    try:
+        assert main(base + ["--leg", "vacuum", "--leg", "solvent", "--samples", "3", "--threads", "1"]) == 0
+        assert cpu.getPropertyDefaultValue("Threads") == "1"
+        out = capsys.readouterr()
+        assert main(base + ["--summarise", "--samples", "3"]) == 0
+        assert cpu.getPropertyDefaultValue("Threads") == str(available_cpus())
+    finally:
+        cpu.setPropertyDefaultValue("Threads", before)
+    assert json.loads(out.out)["complete"] == {"vacuum": True, "solvent": True}
+    for leg in ("vacuum", "solvent"):
+        assert read_u_kn(folder / leg)[1].tolist() == [3] * 4
+    assert out.err.startswith("[atomml fe] NOTE: tiny: not converged\n")
+    assert "timed on this machine with 1 CPU threads: vacuum 4 states x 3 samples" in out.err
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["flags"][0] == "tiny: not converged" and summary["samples_per_state"]["vacuum"] == [3] * 4
+    assert main(base + ["--leg", "vacuum", "--samples", "4"]) == 0  # extends
+    assert read_u_kn(folder / "vacuum")[1].tolist() == [4] * 4
+
+
+def test_ctrl_c_stops_a_leg_in_seconds_and_the_same_command_resumes(tmp_path, tiny_protocol, methane_setup):
+    """SIGINT while a leg samples: exit 130 within seconds with one line that gives the command
+    to resume (no traceback); that command resumes the leg where it stopped."""
+    import shlex
+    import signal
+    import subprocess
+    import sys
+
+    from atomml.cli import build_parser, main
+    from atomml.fe.sampling import read_u_kn
+
+    folder = with_setup(methane_setup, tmp_path / "methane")
+    argv = ["fe", "hydration", "C", "-o", str(folder), "--protocol", str(tiny_protocol), "--leg", "vacuum",
+            "--samples", "1000000", "--platform", "Reference", "--no-progress"]  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "atomml.cli", *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    rows = folder / "vacuum" / "window_0.u"
+    try:
+        deadline = time.monotonic() + 120
+        while not (rows.exists() and rows.stat().st_size >= 3 * 4 * 8):  # three samples of 4 states
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the leg did not start sampling"
+            time.sleep(0.05)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 and took < 5, (proc.returncode, took, err)
+    assert "Traceback" not in err and "stopping at the next safe point" in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"atomml fe hydration: interrupted; what was sampled is kept in {folder}. "), last
+    command = shlex.split(last.split("To resume, run the same command: ")[1])
+    assert command[:3] == ["atomml", "fe", "hydration"]
+
+    def parsed(words):
+        return {k: v for k, v in vars(build_parser().parse_args(words)).items() if k != "parser"}
+
+    assert parsed(command[1:]) == parsed(argv)
+    done = read_u_kn(folder / "vacuum")[1].tolist()
+    assert done[0] >= 3 and done[1:] == [0, 0, 0]
+    kept = rows.read_bytes()[: done[0] * 4 * 8]
+    assert main(command[1:] + ["--max-minutes", "0"]) == 0  # resumes: one more sample, then the budget stops it
+    assert read_u_kn(folder / "vacuum")[1].tolist() == [done[0] + 1, 0, 0, 0]
+    assert rows.read_bytes()[: len(kept)] == kept

@@ -175,3 +175,71 @@ def test_replica_exchange_resumes_exactly_after_a_kill(tmp_path):
     np.testing.assert_array_equal(read_u_kn(tmp_path / "killed")[0], u_a)
     with pytest.raises(ValueError, match="other settings"):  # not a windows folder
         run(tmp_path / "killed", 12)
+
+
+# --- what a leg still costs ---------------------------------------------------------------
+
+
+def recorded_steps(folder, sampler):
+    """The steps of dynamics a sampler recorded in its checkpoints (equilibration included)."""
+    import json
+
+    if sampler == "replica_exchange":
+        with np.load(folder / "replica_exchange.npz") as data:
+            return int(sum(json.loads(data["meta"].item())["dynamics_steps"]))
+    return sum(json.loads((folder / f"window_{k}.json").read_text())["dynamics_steps"] for k in range(len(STATES)))
+
+
+@pytest.mark.parametrize("sampler", ["windows", "replica_exchange"])
+def test_remaining_work_is_what_the_sampler_then_runs(tmp_path, sampler):
+    """The work left in a folder (fresh, part-sampled, complete) is the dynamics the sampler's own
+    counters then record, and the samples it then adds."""
+    from atomml.fe.cost import remaining_work
+
+    def work(samples):
+        return remaining_work(tmp_path, len(STATES), samples, 250 if sampler == "windows" else 50, 200, sampler)
+
+    def sample(samples):
+        return run(tmp_path, samples) if sampler == "windows" else run_hrex(tmp_path, samples)
+
+    fresh = work(8)
+    sample(3)
+    part, after_3 = work(8), recorded_steps(tmp_path, sampler)
+    assert fresh.steps == after_3 + part.steps and fresh.evaluations == 8 * len(STATES)
+    assert part.evaluations == 5 * len(STATES)
+    sample(8)
+    assert recorded_steps(tmp_path, sampler) == fresh.steps and work(8).done and not work(9).done
+    assert read_u_kn(tmp_path)[1].tolist() == [8] * len(STATES)
+
+
+def test_leg_clock_tells_the_time_left_after_the_first_samples_and_on_the_way(tmp_path):
+    import functools
+
+    from atomml.fe.cost import LegClock, chain, remaining_work
+
+    lines, calls = [], []
+    work = functools.partial(remaining_work, tmp_path, len(STATES), 20, 50, 200, "replica_exchange")
+    clock = LegClock("test leg", work, lines.append, later_seconds=7200.0, after_seconds=0.0)
+    run_hrex(tmp_path, 20, callback=chain(calls.append, None, clock))
+    assert calls == list(range(1, 21))
+    # after the first iteration (5 x 200 equilibration + 5 x 50 of 5 x 1200 steps), then at a
+    # quarter, half and three quarters of the steps
+    assert [line.split(" of its steps")[0] for line in lines] == ["test leg: 21%", "test leg: 25%", "test leg: 50%",
+                                                                   "test leg: 75%"], lines  # fmt: skip
+    assert all("this leg about " in line and "the run about 2 h" in line for line in lines)
+
+
+def test_chunked_steps_follow_the_same_trajectory():
+    """atomml.fe.interrupt.step (short bursts, so that Ctrl-C is taken promptly) is step(n)."""
+    from atomml.fe import interrupt
+
+    positions = []
+    for stepper in (lambda integrator, n: integrator.step(n), interrupt.step):
+        integrator = openmm.LangevinMiddleIntegrator(T * unit.kelvin, 10.0 / unit.picosecond, 2.0 * unit.femtosecond)
+        integrator.setRandomNumberSeed(5)
+        context = openmm.Context(oscillator(), integrator, openmm.Platform.getPlatformByName("Reference"))
+        context.setPositions([[0.01, 0.0, 0.0]] * unit.nanometer)
+        context.setVelocitiesToTemperature(T * unit.kelvin, 5)
+        stepper(integrator, 2 * interrupt.CHUNK_STEPS + 37)
+        positions.append(context.getState(getPositions=True).getPositions(asNumpy=True)._value)
+    np.testing.assert_array_equal(positions[0], positions[1])

@@ -231,3 +231,75 @@ def test_two_processes_match_one(copper, tmp_path):
     assert _max_difference(a, b) < 1e-12
     assert np.isclose(report["test"]["valid"]["force_mae_meV_per_A"],
                       json.loads((tmp_path / "one" / "metrics.json").read_text())["test"]["valid"]["force_mae_meV_per_A"], rtol=1e-9)
+
+
+def test_the_run_tells_the_user_what_it_does(copper, tmp_path, capsys, monkeypatch):
+    """Issue 15, item 6: a start-up summary, a line per validation in the units of metrics.json,
+    a progress bar with its total, the training loss in log.csv and a learning-curve PNG; the
+    plots' titles carry the metrics file's numbers and units."""
+    from matplotlib.axes import Axes
+
+    titles: list[str] = []
+    original = Axes.set_title
+    monkeypatch.setattr(Axes, "set_title", lambda ax, text, *a, **k: (titles.append(text), original(ax, text, *a, **k))[1])
+    sums = {}
+    config = _config(tmp_path, "told", max_steps=4, valid_every=2, progress=True)
+    trainer = Trainer(config, train_data=copper, on_step=lambda t: sums.__setitem__(t.state["step"], t.state["loss_sum"]))
+    report = trainer.fit()
+    err = capsys.readouterr().err
+    parameters = sum(p.numel() for p in trainer.potential.parameters())
+    cu, ag = trainer.potential.atomic_energies.tolist()
+    for line in (f"tensornet, {parameters:,} parameters, float64, device cpu, {torch.get_num_threads()} CPU threads",
+                 "structures:   train 18 (576 atoms), valid 6 (192 atoms)", "elements:     Cu Ag",
+                 f"reference energies (eV, least squares on the training set): Cu {cu:.4f}, Ag {ag:.4f}",
+                 "budget:       stop at the first of 4 steps, 1000 epochs of 3 steps", "4/4"):  # fmt: skip
+        assert line in err, line
+    history = trainer.state["history"]
+    assert [row["step"] for row in history] == [2, 4]
+    last = history[-1]
+    assert (f"step 4 (epoch 1): valid energy MAE {last['energy_mae_meV_per_atom']:.3g} meV/atom, force MAE "
+            f"{last['force_mae_meV_per_A']:.3g} meV/Å, stress MAE {last['stress_mae_meV_per_A3']:.3g} meV/Å³") in err
+    # the training loss of a row is the mean over the steps since the validation before
+    assert history[0]["train_loss"] == pytest.approx(sums[2] / 2) and history[1]["train_loss"] == pytest.approx(sums[4] / 2)
+    out = Path(config.output)
+    header = (out / "log.csv").read_text().splitlines()[0].split(",")
+    assert {"train_loss", "energy_rmse_meV_per_atom", "force_rmse_meV_per_A"} <= set(header)
+    assert (out / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+    valid = report["test"]["valid"]
+    assert f"energy MAE {valid['energy_mae_meV_per_atom']:.3g} meV/atom" in titles
+    assert f"force MAE {valid['force_mae_meV_per_A']:.3g} meV/Å" in titles
+    assert f"stress MAE {valid['stress_mae_meV_per_A3']:.3g} meV/Å³" in titles
+    assert {"valid energy error (meV/atom)", "valid force error (meV/Å)", "valid stress error (meV/Å³)"} <= set(titles)
+
+
+def test_progress_bar_total_from_the_step_epoch_or_time_budget(copper, tmp_path):
+    from atomml.training.console import Progress
+
+    def bar(**limits):
+        trainer = Trainer(_config(tmp_path, "bar", **{"max_steps": None, **limits}), train_data=copper)
+        progress = Progress(trainer, enabled=True)
+        total, unit = progress.bar.total, progress.bar.unit
+        progress.close()
+        return total, unit
+
+    assert bar(max_steps=5, max_minutes=3.0) == (5, "step")
+    assert bar(max_epochs=4) == (4 * 3, "step")  # 18 training structures, batches of 6
+    assert bar(max_minutes=1.2) == (72, "s")  # a time budget: the bar runs over seconds, its ETA is the time left
+
+
+def test_default_threads_are_the_cpus_the_process_may_use(copper, tmp_path, monkeypatch):
+    import atomml.threads
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(atomml.threads, "available_cpus", lambda *a: 1)
+        Trainer(_config(tmp_path, "t1"), train_data=copper)
+        assert torch.get_num_threads() == 1
+        Trainer(_config(tmp_path, "t2", threads=2), train_data=copper)
+        assert torch.get_num_threads() == 2
+        monkeypatch.setattr(atomml.training.trainer, "available_cpus", lambda *a: 4)
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # torchrun: the CPUs are shared among the processes
+        Trainer(_config(tmp_path, "t3"), train_data=copper)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
