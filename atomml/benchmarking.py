@@ -135,6 +135,15 @@ def spawn_worker(
     return out
 
 
+def emit_json(result: Any, output: str | os.PathLike[str] | None = None, *, worker: bool = False) -> None:
+    """Print a benchmark's result as JSON, and write it to ``output`` too where given. A worker
+    prints one line: :func:`spawn_worker` reads the last line of its stdout."""
+    text = json.dumps(result, indent=None if worker else 2)
+    if output:
+        Path(output).write_text(text + "\n")
+    print(text)
+
+
 def pool_times(previous: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
     """Pool the timed calls of two rounds of the same measurement (a failed round is dropped)."""
     if previous is None or "error" in previous:

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from atomml.benchmarking import source_state
+from atomml.benchmarking import emit_json, source_state
 from atomml.convert.schnetpack import import_schnetpack, to_schnetpack
 from atomml.testing.structures import ORGANIC_ELEMENTS, water_box
 
@@ -192,10 +192,7 @@ def main(argv=None) -> None:
         s = runs.get(v, {})
         if "ns_per_day" in a and "ns_per_day" in s:
             report[f"speedup_vs_{v}"] = a["ns_per_day"] / s["ns_per_day"]
-    text = json.dumps(report, indent=2)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
-    print(text)
+    emit_json(report, args.output)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ MD-like positions is reported too).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import time
@@ -26,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from atomml.benchmarking import source_state
+from atomml.benchmarking import emit_json, source_state
 from atomml.testing.structures import water_box
 
 TIMESTEP_FS = 0.5
@@ -136,10 +135,7 @@ def main(argv=None) -> None:
                      "openmm_ml_ase": theirs},
         load_average_at_end=os.getloadavg(),
     )  # fmt: skip
-    text = json.dumps(results, indent=2)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
-    print(text)
+    emit_json(results, args.output)
 
 
 if __name__ == "__main__":

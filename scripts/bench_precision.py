@@ -397,11 +397,12 @@ def main(argv=None) -> None:
     p.add_argument("--warmup", type=int, help=argparse.SUPPRESS)
     p.add_argument("--repeats", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    result = worker(args) if args.worker else merge(benchmark(args), args)
-    text = json.dumps(result, indent=None if args.worker else 2)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
-    print(text)
+    if args.worker:  # its tree may be the code before the policy: nothing from atomml here
+        print(json.dumps(worker(args)))
+        return
+    from atomml.benchmarking import emit_json
+
+    emit_json(merge(benchmark(args), args), args.output)
 
 
 if __name__ == "__main__":

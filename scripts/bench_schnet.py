@@ -32,13 +32,12 @@ measured call would reuse them unseen.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
 import torch
 
-from atomml.benchmarking import measure_call, pool_times, source_state, spawn_worker, wait_for_memory
+from atomml.benchmarking import emit_json, measure_call, pool_times, source_state, spawn_worker, wait_for_memory
 from atomml.convert.schnetpack import agreement_report, import_schnetpack, to_schnetpack
 from atomml.testing.structures import ORGANIC_ELEMENTS, benchmark_system
 
@@ -233,10 +232,7 @@ def main(argv=None) -> None:
         result = worker(args)
     else:
         result = benchmark(args)
-    text = json.dumps(result, indent=None if args.worker else 2)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
-    print(text)
+    emit_json(result, args.output, worker=bool(args.worker))
 
 
 if __name__ == "__main__":

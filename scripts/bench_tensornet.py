@@ -30,14 +30,13 @@ compilation inside the warm-up calls.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from atomml.benchmarking import measure_call, pool_times, source_state, spawn_worker, wait_for_memory
+from atomml.benchmarking import emit_json, measure_call, pool_times, source_state, spawn_worker, wait_for_memory
 from atomml.testing.structures import ORGANIC_ELEMENTS, benchmark_system
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -202,10 +201,7 @@ def main(argv=None) -> None:
     p.add_argument("--measure", choices=["time", "memory"], default="time", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     result = worker(args) if args.worker else benchmark(args)
-    text = json.dumps(result, indent=None if args.worker else 2)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
-    print(text)
+    emit_json(result, args.output, worker=bool(args.worker))
 
 
 if __name__ == "__main__":

@@ -94,7 +94,10 @@ def test_the_readme_has_examples():
 @pytest.mark.parametrize("code", python_blocks())
 def test_python_block_runs(code, workdir):
     (workdir / "example.py").write_text(code)
-    run([sys.executable, "example.py"], workdir)
+    proc = run([sys.executable, "example.py"], workdir)  # exits 0 (asserted in run)
+    if "print(" in code:  # what the example shows the reader is there, and is numbers, not nan
+        assert proc.stdout.strip(), "the example prints nothing"
+        assert not re.search(r"\bnan\b", proc.stdout, re.IGNORECASE), proc.stdout
 
 
 def check_names_exist(args) -> None:

@@ -75,3 +75,14 @@ def test_wait_for_memory_and_source_state():
     state = source_state()
     assert set(state) == {"commit", "atomml_uncommitted_changes", "atomml_diff_sha256"}
     json.dumps(state)
+
+
+def test_emit_json_prints_and_writes(tmp_path, capsys):
+    from atomml.benchmarking import emit_json
+
+    emit_json({"a": [1, 2]}, tmp_path / "out.json")
+    printed = capsys.readouterr().out
+    assert json.loads(printed) == {"a": [1, 2]} == json.loads((tmp_path / "out.json").read_text())
+    assert printed.count("\n") > 1  # indented for people
+    emit_json({"a": 1}, worker=True)
+    assert capsys.readouterr().out == '{"a": 1}\n'  # one line: spawn_worker reads the last line
