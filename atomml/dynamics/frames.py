@@ -146,17 +146,11 @@ class MDResult:
     mean_cell_angles_deg: list[float] | None = None
 
     def summary(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["trajectory"], out["log"] = str(self.trajectory), str(self.log)
-        if self.topology is None:
-            del out["topology"]
-        else:
-            out["topology"] = str(self.topology)
-        if self.energy_drift_eV_per_atom_per_ps is None:
-            del out["energy_drift_eV_per_atom_per_ps"]
-        for key in ("mean_volume_A3", "mean_density_g_per_cm3", "mean_cell_lengths_A", "mean_cell_angles_deg"):
-            if out[key] is None:
-                del out[key]
+        """The result as JSON-ready values; what a run does not have (None) is left out."""
+        out = {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
+        for key in ("trajectory", "log", "topology"):
+            if key in out:
+                out[key] = str(out[key])
         return out
 
 
