@@ -22,8 +22,10 @@ _PUBLIC = {
     "AtomMLCalculator": "interfaces.ase", "AtomicGraph": "graph", "batch_graphs": "graph", "from_ase": "graph",
     "from_pymatgen": "graph", "neighbor_list": "neighbors", "Potential": "potential",
     "load_potential": "potential_file", "read_header": "potential_file", "save_potential": "potential_file",
-    "shipped_potentials": "potential_file",
+    "shipped_potentials": "potential_file", "evaluate": "evaluation", "relax": "relaxation",
 }  # fmt: skip
+# (a public function never shares its name with its module: importing ``atomml.relax`` as a module
+# would replace the function ``atomml.relax`` with it)
 
 # Documented subpackages and modules, reachable as attributes of ``atomml``. A name whose module
 # is not (yet) part of this installation is simply not an attribute.
@@ -39,11 +41,13 @@ __all__ = [
     "Potential",
     "PotentialFileError",
     "batch_graphs",
+    "evaluate",
     "from_ase",
     "from_pymatgen",
     "load_potential",
     "neighbor_list",
     "read_header",
+    "relax",
     "save_potential",
     "shipped_potentials",
     "__version__",

@@ -196,10 +196,20 @@ def from_ase(atoms: Any, dtype: torch.dtype | None = None) -> AtomicGraph:
 
 
 def from_pymatgen(structure: Any, dtype: torch.dtype | None = None) -> AtomicGraph:
-    """Graph from a pymatgen ``Structure`` (periodic in 3D) or ``Molecule`` (no cell), or a
-    sequence of them (batched)."""
-    if isinstance(structure, (list, tuple)):
+    """Graph from a pymatgen ``Structure`` (periodic in 3D) or ``Molecule`` (no cell), or any
+    iterable of them, a generator included (batched).
+
+    A disordered structure (partial occupancies) is refused with :class:`InputError`: a
+    potential needs one element on each site.
+    """
+    if not hasattr(structure, "cart_coords"):  # not one structure: a list, a generator, ...
+        if not isinstance(structure, Iterable) or isinstance(structure, (str, bytes)):
+            raise InputError(
+                f"from_pymatgen takes a pymatgen Structure or Molecule or an iterable of them, got "
+                f"{type(structure).__name__}: convert the input with pymatgen first"
+            )
         return batch_graphs([from_pymatgen(s, dtype) for s in structure])
+    _check_ordered(structure)
     numbers = np.array([site.specie.Z for site in structure])
     charge = total_charge(getattr(structure, "charge", 0.0) or 0.0, "the structure's charge")
     if hasattr(structure, "lattice"):
@@ -208,6 +218,18 @@ def from_pymatgen(structure: Any, dtype: torch.dtype | None = None) -> AtomicGra
     else:
         cell, pbc = np.zeros((3, 3)), np.zeros(3, dtype=bool)
     return _single(structure.cart_coords, numbers, cell, pbc, charge, _float_dtype(dtype))
+
+
+def _check_ordered(structure: Any) -> None:
+    """:class:`InputError` naming the first site with partial occupancies (or a vacancy)."""
+    if getattr(structure, "is_ordered", True):
+        return
+    index, site = next((i, s) for i, s in enumerate(structure) if not s.is_ordered)
+    raise InputError(
+        f"site {index} of {structure.composition.reduced_formula} is disordered (occupancy {site.species}): "
+        "a potential needs one element per site; order the structure first, e.g. with pymatgen's "
+        "OrderDisorderedStructureTransformation, or build a supercell with explicit species on each site"
+    )
 
 
 def batch_graphs(graphs: Sequence[AtomicGraph]) -> AtomicGraph:

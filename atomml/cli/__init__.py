@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         "info", help="describe a potential: what it is, its test errors, its intended use and limits",
         description="Describe a potential file: architecture, elements and cutoff; the test errors its trainer "
         "measured, per test set and per configuration type or source (energy MAE meV/atom, force MAE meV/Å, "
-        "stress MAE meV/Å³ where measured); and the intended use and limits from its model card (<name>.md "
+        "stress MAE GPa where measured); and the intended use and limits from its model card (<name>.md "
         "beside the file, as every shipped potential has).",
     )
     info.add_argument("potential", help="potential file or shipped name")

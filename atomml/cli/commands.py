@@ -210,8 +210,10 @@ METRIC_COLUMNS = (  # (header key, column title, unit, format)
     ("structures", "structures", "", "{:d}"),
     ("energy_mae_meV_per_atom", "energy MAE", "meV/atom", "{:.1f}"),
     ("force_mae_meV_per_A", "force MAE", "meV/Å", "{:.1f}"),
-    ("stress_mae_meV_per_A3", "stress MAE", "meV/Å³", "{:.2f}"),
+    ("stress_mae_meV_per_A3", "stress MAE", "GPa", "{:.3f}"),
 )
+# stored in the units the trainer measures in, shown in the ones materials people read
+METRIC_SCALES = {"stress_mae_meV_per_A3": units.EV_PER_MEV * units.EV_PER_A3_TO_GPA}  # meV/Å³ -> GPa
 
 
 def _metrics_lines(metrics: object) -> list[str]:
@@ -231,7 +233,9 @@ def _metrics_lines(metrics: object) -> list[str]:
 
     def cell(m: dict, key: str, fmt: str) -> str:
         value = m.get(key)
-        return "–" if not isinstance(value, (int, float)) else fmt.format(int(value) if fmt == "{:d}" else value)
+        if not isinstance(value, (int, float)):
+            return "–"
+        return fmt.format(int(value)) if fmt == "{:d}" else fmt.format(value * METRIC_SCALES.get(key, 1.0))
 
     widths = [max(len(title), len(unit)) + 2 for _, title, unit, _ in columns]
     lines = ["test errors (measured by the trainer on structures it did not train on):",

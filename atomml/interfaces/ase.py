@@ -29,12 +29,18 @@ INFO_INPUTS = ("charge",)  # the keys of atoms.info that the calculator reads
 
 
 class AtomMLCalculator(Calculator):
-    """ASE calculator: energy, free_energy, energies (per atom), forces, stress (eV, Å).
+    """ASE calculator: energy, free_energy, energies (per atom), forces, stress and stresses
+    (per-atom virials) (eV, Å).
 
     Stress (eV/Å³) is defined for structures periodic along at least one axis whose cell spans
     three dimensions; asking for it on any other structure raises ASE's
     ``PropertyNotImplementedError``, as ASE's own calculators do. One calculator may be reused
-    across any mix of crystals and molecules.
+    across any mix of crystals and molecules. ``stresses`` (n, 6) follows ASE's convention (as
+    its ``LennardJones``): per-atom contributions in eV/Å³ (divided by the whole cell's volume)
+    that sum to ``stress``; they cost one extra evaluation, paid only when asked for.
+
+    The calculator never changes the caller's ``Potential``: one of another dtype or device is
+    copied (and not copied when it already has both).
 
     Args:
         potential: a :class:`~atomml.potential.Potential`, a file path or a shipped name.
@@ -49,7 +55,7 @@ class AtomMLCalculator(Calculator):
             ``scripts/bench_tensornet.py --peers atomml,torchmdnet,atomml_compiled``.
     """
 
-    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "stresses"]
 
     def __init__(
         self,
@@ -68,10 +74,12 @@ class AtomMLCalculator(Calculator):
             dtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
         if not isinstance(potential, Potential):
             potential = load_potential(potential)
-        self.potential = potential.to(device=device, dtype=dtype).eval()
-        if compile:
+        converted = potential_on(potential, device, dtype)
+        if compile and converted is potential:
             # a copy: the caller's Potential keeps its plain architecture
-            self.potential = copy.deepcopy(self.potential)
+            converted = copy.deepcopy(potential)
+        self.potential = converted.eval()
+        if compile:
             self.potential.model = torch.compile(self.potential.model, dynamic=True)
         self.device = torch.device(device)
         self.dtype = dtype
@@ -126,9 +134,10 @@ class AtomMLCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
         has_volume = stress_defined(atoms)
-        if "stress" in properties and not has_volume:
+        asked = [p for p in ("stress", "stresses") if p in properties]
+        if asked and not has_volume:
             raise PropertyNotImplementedError(
-                f"stress is defined only for a periodic structure with a 3D cell; this one has "
+                f"{asked[0]} is defined only for a periodic structure with a 3D cell; this one has "
                 f"pbc={atoms.pbc.tolist()} and cell volume {abs(atoms.cell.volume):.3g} Å^3: ask for energy and "
                 "forces only, or give it a periodic cell (atoms.cell, atoms.pbc)"
             )
@@ -136,8 +145,9 @@ class AtomMLCalculator(Calculator):
         # that forces and stress come from one evaluation; plain MD never pays for it. Only
         # where it is defined: one calculator screens crystals and molecules alike.
         self._stress_wanted = self._stress_wanted or "stress" in properties
-        want_stress = self._stress_wanted and has_volume
-        out = self.potential(self._graph(atoms), compute_forces=True, compute_stress=want_stress)
+        want_stress = (self._stress_wanted or "stresses" in properties) and has_volume
+        graph = self._graph(atoms)
+        out = self.potential(graph, compute_forces=True, compute_stress=want_stress)
         energy = float(out[keys.ENERGY].detach().sum())
         self.results = {
             "energy": energy,
@@ -147,8 +157,69 @@ class AtomMLCalculator(Calculator):
         }
         if want_stress:
             self.results["stress"] = out[keys.STRESS][0].detach().cpu().double().numpy()
+        if "stresses" in properties:  # not kept on for later calls: one extra evaluation each
+            self.results["stresses"] = per_atom_virials(self.potential, graph)
 
 
 def stress_defined(atoms: Any) -> bool:
     """Whether ``atoms`` has a stress: periodic along some axis, with a cell of non-zero volume."""
     return bool(atoms.pbc.any()) and abs(float(atoms.cell.volume)) > MIN_CELL_VOLUME
+
+
+def potential_on(potential: Potential, device: str | torch.device, dtype: torch.dtype) -> Potential:
+    """``potential`` itself if it already has ``device`` and ``dtype``, else a converted copy:
+    ``Module.to`` works in place, and the caller (or an earlier calculator built from the same
+    object) must keep the precision and device it had."""
+    device = torch.device(device)
+    current = potential.network_dtype.device
+    if device.type == "cuda" and device.index is None and current.type == "cuda":
+        device = torch.device("cuda", torch.cuda.current_device())
+    if potential.dtype == dtype and current == device:
+        return potential
+    return copy.deepcopy(potential).to(device=device, dtype=dtype)
+
+
+def per_atom_virials(potential: Potential, graph: AtomicGraph) -> np.ndarray:
+    """Per-atom stresses (n, 6), eV/Å³, Voigt, ASE's sign and convention (``LennardJones``):
+    sigma_i = 1/(2V) sum over the edges e at atom i (as i or as j) of sym(r_e ⊗ dE/dr_e), which
+    sum over the atoms to (1/V) dE/dε, the stress of :class:`~atomml.potential.Potential`.
+
+    The split is not unique (only the sum is physical); half of each edge's virial to each of its
+    two atoms is the convention of ASE and LAMMPS for pair terms. ``Potential`` forms the edge
+    vectors inside its core energy function (``r_e = r_j - r_i + S_e @ cell``) and keeps no handle
+    on them, so the gradients dE/dr_e are taken through the shifts S_e, given as float leaves:
+    dE/dS_e = cell @ dE/dr_e. That needs an invertible cell, which a structure with a stress has.
+    Terms beyond the neighbour list (Coulomb) have no edges to split: refused.
+    """
+    from ..nn.scatter import scatter_sum
+    from ..potential import VOIGT, edge_vectors
+
+    if potential.long_range:
+        raise PropertyNotImplementedError(
+            "per-atom stresses need every energy term to act through the neighbour list; this potential has a "
+            "long-range term (e.g. Coulomb): ask for the total stress only"
+        )
+    geometry = torch.float64
+    positions, cell = graph.positions.to(geometry), graph.cell.to(geometry)
+    assert graph.edge_index is not None and graph.cell_shift is not None
+    with torch.no_grad():
+        vec = edge_vectors(positions, cell, graph.batch, graph.edge_index, graph.cell_shift, single_cell=True)
+        within = torch.nonzero(vec.norm(dim=1) < potential.cutoff).squeeze(1)
+    edge_index = graph.edge_index[:, within]
+    shift = graph.cell_shift[within].to(geometry).requires_grad_(True)
+    charges = None if graph.partial_charges is None else graph.partial_charges.to(potential.dtype)
+    energy, _ = potential.energy(
+        positions, potential.species(graph.atomic_numbers), graph.batch, cell, graph.pbc,
+        graph.total_charge.to(potential.dtype), edge_index, shift, 1, partial_charges=charges, single_cell=True,
+    )  # fmt: skip
+    (d_shift,) = torch.autograd.grad(energy.sum(), shift, allow_unused=True)
+    if d_shift is None:  # an energy with no edge dependence
+        d_shift = torch.zeros_like(shift)
+    with torch.no_grad():
+        gradient = torch.linalg.solve(cell[0], d_shift.T).T  # dE/dr_e
+        edge_virial = vec[within].unsqueeze(2) * gradient.unsqueeze(1)  # (E, 3, 3): r_e ⊗ dE/dr_e
+        n = graph.num_atoms
+        virial = 0.5 * (scatter_sum(edge_virial, edge_index[0], n) + scatter_sum(edge_virial, edge_index[1], n))
+        virial = 0.5 * (virial + virial.transpose(1, 2)) / torch.abs(torch.linalg.det(cell[0]))
+        voigt = torch.stack([virial[:, a, b] for a, b in VOIGT], dim=1)
+    return voigt.cpu().numpy()
