@@ -31,7 +31,7 @@ _PUBLIC = {
 # is not (yet) part of this installation is simply not an attribute.
 SUBMODULES = (
     "analysis", "convert", "data", "dynamics", "export", "fe", "files", "graph", "interfaces", "models",
-    "neighbors", "plugins", "terms", "testing", "training", "units",
+    "neighbors", "plugins", "terms", "testing", "training", "units", "validation",
 )  # fmt: skip
 
 __all__ = [

@@ -13,6 +13,25 @@ structure kinds (``info["config_type"]``) are
   vacuum, as ``ase.build`` makes it;
 - ``md``: Langevin snapshots with EMT at 300-1500 K, of bulk cells and of slabs.
 
+Version 2 adds structures off the fcc manifold, so that a potential trained on them orders
+crystal structures, binds dimers and clusters and forms defects like the reference (issue 23):
+
+- ``phase``: bcc, hcp (c/a 1.50-1.75) and simple cubic lattices at the fcc volume per atom
+  scaled by 0.88-1.12, strained (1 %) and rattled; alloys decorated at random;
+- ``ordered`` (alloys only): B2 and L1_0 (c/a 0.70-1.10, through the Bain path) at x = 0.5,
+  L1_2 (A3B or AB3) at x = 0.25 and 0.75, strained and rattled;
+- ``cluster``: non-periodic (no cell, pbc F F F): a free atom, dimers at 1.7-5.5 Å, trimers,
+  tetrahedra and 5-19-atom clusters (cut from fcc, icosahedra), rattled and scaled;
+- ``large_strain``: fcc cells with volumes 0.70-1.30 of the ideal one, large normal and shear
+  strains (5-10 %), and tetragonal Bain-path distortions (c/a 0.65-1.35 at constant volume);
+- ``liquid``: Langevin EMT snapshots at 2,000-3,500 K (melted bulk);
+- ``slab110``: fcc(110) slabs (6-9 layers), rattled;
+- ``interstitial``: an extra atom at the octahedral site or as a <100> dumbbell, rattled and
+  relaxed by EMT for 0-20 BFGS steps.
+
+The structures the property benchmark (``atomml validate --reference emt``) relaxes and measures
+are not in this set: it sees rattled and strained versions of the same lattice types only.
+
 Every structure has the EMT energy (eV) and forces (eV/Å); 3D-periodic cells also the stress
 (eV/Å³, Voigt order, ASE sign); slabs have no stress. ``info`` also holds ``material``,
 ``composition`` (chemical formula), ``elements`` (list of symbols), ``temperature`` (K, md only)
@@ -28,7 +47,8 @@ Run (from the repository root)::
 ``--limit K`` makes a quick smoke run with the first K pure metals and the first K alloys.
 
 Writes, under OUTPUT: ``chunks/MATERIAL_KIND.extxyz`` (one file per material and kind),
-``metals.extxyz`` (all chunks merged, in a fixed order) and ``manifest.json`` (seed, counts per
+``metals_v2.extxyz`` (all chunks merged, in a fixed order), ``metals.extxyz`` (the version-1
+kinds only, as version 1 wrote it) and ``manifest.json`` (seed, counts per
 kind and material, force and stress statistics, elapsed time, ASE version).
 
 Resumable: every chunk is written atomically (temporary file + ``os.replace``) when it is
@@ -53,13 +73,15 @@ from pathlib import Path
 
 import numpy as np
 from ase import Atoms
-from ase.build import bulk, fcc100, fcc111
+from ase.build import bulk, fcc100, fcc110, fcc111
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
+from ase.cluster import Icosahedron, Octahedron
 from ase.data import atomic_numbers, reference_states
 from ase.io import read, write
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import Stationary, thermalize_momenta
+from ase.optimize import BFGS
 from tqdm import tqdm
 
 from atomml import units
@@ -73,10 +95,18 @@ VACUUM_A = 7.5  # on each side of a slab: a 15 Å gap between periodic images al
 MIN_GAP_A = 10.0
 
 # Structures per material and kind (pure metals get PURE_FACTOR times as many).
-COUNTS = {"bulk_strained": 4, "bulk_rattled": 4, "vacancy": 3, "slab": 4, "md": 4}
+COUNTS = {"bulk_strained": 4, "bulk_rattled": 4, "vacancy": 3, "slab": 4, "md": 4,
+          # version 2 (issue 23): off the fcc manifold. New kinds go last: a kind's index seeds its
+          # random stream, so the version-1 kinds above still give exactly the same structures.
+          "phase": 6, "ordered": 4, "cluster": 7, "large_strain": 3, "liquid": 2, "slab110": 2,
+          "interstitial": 2}
+V1_KINDS = ("bulk_strained", "bulk_rattled", "vacancy", "slab", "md")
+# Pure elements get PURE_FACTOR times as many of each kind, except these (pure count / alloy count).
+PURE_COUNTS = {"ordered": 0, "cluster": 18}
 PURE_FACTOR = 2
 STRAIN_SIGMA = (0.02, 0.03)
-RATTLE_A = {"bulk_strained": (0.01, 0.05), "bulk_rattled": (0.03, 0.12), "vacancy": (0.03, 0.10), "slab": (0.02, 0.10)}
+RATTLE_A = {"bulk_strained": (0.01, 0.05), "bulk_rattled": (0.03, 0.12), "vacancy": (0.03, 0.10), "slab": (0.02, 0.10),
+            "slab110": (0.02, 0.08)}
 SLAB_LAYERS = (3, 4, 5)
 MD_TEMPERATURES_K = (300.0, 1500.0)
 MD_TIMESTEP_FS = 2.0
@@ -118,6 +148,8 @@ def perpendicular_widths(cell: np.ndarray) -> np.ndarray:
 
 def check_cell(atoms: Atoms, where: str) -> None:
     """Every periodic width >= MIN_WIDTH_A; a slab has pbc T T F and a vacuum gap >= MIN_GAP_A."""
+    if not atoms.pbc.any():  # a free cluster: nothing periodic to check
+        return
     widths = perpendicular_widths(atoms.cell.array)
     if (widths[atoms.pbc] < MIN_WIDTH_A).any():
         raise AssertionError(f"{where}: periodic widths {widths.round(2)} (pbc {atoms.pbc}) below {MIN_WIDTH_A} Å")
@@ -151,7 +183,7 @@ def bulk_cell(material: Material, rng: np.random.Generator, strain: np.ndarray |
 
 def slab_cell(material: Material, surface: str, layers: int, rng: np.random.Generator) -> Atoms:
     """An fcc(111) or fcc(100) slab, wide enough in x and y, with VACUUM_A on each side."""
-    build = {"fcc111": fcc111, "fcc100": fcc100}[surface]
+    build = {"fcc111": fcc111, "fcc100": fcc100, "fcc110": fcc110}[surface]
     a = material.lattice_constant
     one = build(material.elements[0], size=(1, 1, layers), a=a, vacuum=VACUUM_A)
     n = max(math.ceil(MIN_WIDTH_A / w) for w in perpendicular_widths(one.cell.array)[:2])
@@ -161,7 +193,179 @@ def slab_cell(material: Material, surface: str, layers: int, rng: np.random.Gene
     return decorate(atoms, material, rng)
 
 
-def make_structure(material: Material, kind: str, rng: np.random.Generator) -> tuple[Atoms, dict]:
+# ---- version 2 kinds (issue 23): off the fcc manifold --------------------------------------
+
+PHASE_VOLUME_SCALE = (0.88, 1.12)  # of the fcc volume per atom
+LIQUID_TEMPERATURES_K = (2000.0, 3500.0)
+LIQUID_STEPS = 150
+
+
+def repeat_to_width(unit: Atoms) -> Atoms:
+    """Repeat a unit cell until every periodic width is at least MIN_WIDTH_A."""
+    reps = [math.ceil(MIN_WIDTH_A / w) for w in perpendicular_widths(unit.cell.array)]
+    return unit.repeat(reps)
+
+
+def fcc_volume(material: Material) -> float:
+    """Volume per atom (Å^3) of the material's fcc lattice (Vegard's law)."""
+    return material.lattice_constant**3 / 4.0
+
+
+def small_strain(rng: np.random.Generator, sigma: float) -> np.ndarray:
+    strain = rng.normal(0.0, sigma, (3, 3))
+    return np.eye(3) + 0.5 * (strain + strain.T)
+
+
+def phase_structure(material: Material, index: int, rng: np.random.Generator) -> tuple[Atoms, dict]:
+    """bcc, hcp or simple cubic at a scaled fcc volume per atom, strained and rattled."""
+    lattice = ("bcc", "hcp", "sc")[index % 3]
+    volume = fcc_volume(material) * rng.uniform(*PHASE_VOLUME_SCALE)
+    element = material.elements[0]
+    if lattice == "bcc":
+        unit = bulk(element, "bcc", a=(2 * volume) ** (1 / 3), cubic=True)
+    elif lattice == "sc":
+        unit = bulk(element, "sc", a=volume ** (1 / 3))
+    else:
+        covera = rng.uniform(1.50, 1.75)
+        a = (2 * volume / (covera * math.sqrt(3) / 2)) ** (1 / 3)  # two atoms per hexagonal cell
+        unit = bulk(element, "hcp", a=a, c=covera * a, orthorhombic=True)
+    unit.arrays.pop("initial_magmoms", None)
+    unit.set_cell(unit.cell.array @ small_strain(rng, 0.01), scale_atoms=True)
+    atoms = decorate(repeat_to_width(unit), material, rng)
+    atoms.positions += rng.normal(0.0, rng.uniform(0.02, 0.08), atoms.positions.shape)
+    return atoms, {"lattice": lattice}
+
+
+def ordered_unit(material: Material, lattice: str, covera: float) -> Atoms:
+    """The conventional cell of an ordered binary at the material's Vegard volume per atom."""
+    a_el, b_el = material.elements
+    v = fcc_volume(material)
+    if lattice == "B2":  # CsCl: A at the corner, B at the body centre
+        a = (2 * v) ** (1 / 3)
+        return Atoms([a_el, b_el], scaled_positions=[[0, 0, 0], [0.5, 0.5, 0.5]], cell=[a, a, a], pbc=True)
+    if lattice == "L1_0":  # CuAu: alternating (001) layers of A and B; c/a 1 is fcc, 1/sqrt(2) bcc
+        a = (4 * v / covera) ** (1 / 3)
+        return Atoms([a_el, a_el, b_el, b_el], cell=[a, a, covera * a], pbc=True,
+                     scaled_positions=[[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    # L1_2 (Cu3Au): the minority element at the cube corner, the majority on the face centres
+    major, minor = (a_el, b_el) if material.fractions[0] > 0.5 else (b_el, a_el)
+    a = (4 * v) ** (1 / 3)
+    return Atoms([minor, major, major, major], cell=[a, a, a], pbc=True,
+                 scaled_positions=[[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+
+
+def ordered_structure(material: Material, index: int, rng: np.random.Generator) -> tuple[Atoms, dict]:
+    """B2 / L1_0 at x = 0.5, L1_2 otherwise; volume scaled, strained, rattled."""
+    if abs(material.fractions[1] - 0.5) < 1e-9:
+        lattice = ("B2", "L1_0")[index % 2]
+    else:
+        lattice = "L1_2"
+    covera = rng.uniform(0.70, 1.10) if lattice == "L1_0" else 1.0
+    unit = ordered_unit(material, lattice, covera)
+    scale = rng.uniform(0.96, 1.04)
+    unit.set_cell(unit.cell.array * scale @ small_strain(rng, 0.01), scale_atoms=True)
+    atoms = repeat_to_width(unit)
+    atoms.positions += rng.normal(0.0, rng.uniform(0.02, 0.06), atoms.positions.shape)
+    return atoms, {"lattice": lattice}
+
+
+def free_cluster(symbols: list[str], positions: np.ndarray) -> Atoms:
+    """A non-periodic cluster centred in a (nominal) box."""
+    # no cell, like the molecules of the organic set (the atomic-graph contract's non-periodic case)
+    return Atoms(symbols, positions=positions - positions.mean(axis=0))
+
+
+def cluster_structure(material: Material, index: int, rng: np.random.Generator) -> tuple[Atoms, dict]:
+    """Free atoms, dimers, trimers, tetrahedra and small clusters (pure: 18 per element; alloys 7)."""
+    pure = len(material.elements) == 1
+    # (kind, size) schedule: pure metals 1 atom + 8 dimers + 3 trimers + 2 tetrahedra + 4 clusters
+    schedule = (["atom"] + ["dimer"] * 8 + ["trimer"] * 3 + ["tetramer"] * 2 + ["cluster"] * 4) if pure else \
+        (["dimer"] * 3 + ["trimer"] + ["tetramer"] + ["cluster"] * 2)
+    shape = schedule[index % len(schedule)]
+    nn = material.lattice_constant / math.sqrt(2)  # the fcc nearest-neighbour distance
+    elements = list(material.elements)
+    if shape == "atom":
+        atoms = free_cluster([elements[0]], np.zeros((1, 3)))
+    elif shape == "dimer":
+        # half near the bond length (0.75-1.2 of the fcc nearest-neighbour distance), half beyond
+        d = rng.uniform(0.66 * nn, 1.2 * nn) if index % 2 else rng.uniform(1.2 * nn, 5.5)
+        symbols = elements if not pure else elements * 2
+        atoms = free_cluster(symbols[:2], np.array([[0.0, 0.0, 0.0], [0.0, 0.0, d]]))
+    elif shape in ("trimer", "tetramer"):
+        n = 3 if shape == "trimer" else 4
+        unit = np.array([[0, 0, 0], [1, 0, 0], [0.5, math.sqrt(3) / 2, 0], [0.5, math.sqrt(3) / 6, math.sqrt(2 / 3)]])
+        positions = unit[:n] * nn * rng.uniform(0.85, 1.1) + rng.normal(0.0, 0.1, (n, 3))
+        atoms = decorate(free_cluster([elements[0]] * n, positions), material, rng)
+    else:
+        size = int(rng.integers(5, 20))
+        if rng.random() < 0.5:
+            seed = Icosahedron(elements[0], 2, latticeconstant=material.lattice_constant)  # 13 atoms
+        else:
+            seed = Octahedron(elements[0], 3, 1, latticeconstant=material.lattice_constant)  # 13 atoms
+        big = Icosahedron(elements[0], 3, latticeconstant=material.lattice_constant)  # 55: for > 13
+        source = seed if size <= len(seed) else big
+        centre = source.positions.mean(axis=0)
+        keep = np.argsort(np.linalg.norm(source.positions - centre, axis=1))[:size]
+        positions = (source.positions[keep] - centre) * rng.uniform(0.92, 1.05)
+        positions += rng.normal(0.0, 0.05, positions.shape)
+        atoms = decorate(free_cluster([elements[0]] * size, positions), material, rng)
+    return atoms, {"shape": shape}
+
+
+def large_strain_structure(material: Material, index: int, rng: np.random.Generator) -> tuple[Atoms, dict]:
+    """fcc far from equilibrium: volume scans, large strains and shears, Bain-path tetragonality."""
+    variant = ("volume", "shear", "bain")[index % 3]
+    if variant == "volume":
+        deformation = np.eye(3) * rng.uniform(0.70, 1.30) ** (1 / 3)
+    elif variant == "shear":
+        deformation = small_strain(rng, rng.uniform(0.05, 0.10))
+    else:
+        covera = rng.uniform(0.65, 1.35)  # c/a of the conventional cell; 1/sqrt(2) is bcc
+        deformation = np.diag([covera ** (-1 / 3), covera ** (-1 / 3), covera ** (2 / 3)])
+    atoms = bulk_cell(material, rng, deformation - np.eye(3))
+    atoms.positions += rng.normal(0.0, rng.uniform(0.01, 0.05), atoms.positions.shape)
+    return atoms, {"deformation": variant}
+
+
+def liquid_structure(material: Material, index: int, rng: np.random.Generator) -> tuple[Atoms, dict]:
+    """A melt: Langevin EMT at 2,000-3,500 K from the fcc lattice expanded by 4 % in volume."""
+    temperature = float(rng.uniform(*LIQUID_TEMPERATURES_K))
+    atoms = bulk_cell(material, rng, np.eye(3) * (1.04 ** (1 / 3) - 1.0))
+    atoms.calc = EMT()
+    thermalize_momenta(atoms, temperature, rng=rng)
+    Stationary(atoms)
+    Langevin(atoms, MD_TIMESTEP_FS * units.FS, temperature_K=temperature, friction=MD_FRICTION_PER_FS / units.FS,
+             fixcm=False, rng=rng).run(LIQUID_STEPS)
+    return atoms, {"temperature": round(temperature, 1)}
+
+
+def interstitial_structure(material: Material, index: int, rng: np.random.Generator) -> tuple[Atoms, dict]:
+    """One extra atom at an octahedral site or as a <100> dumbbell, relaxed for 0-20 EMT steps."""
+    site = ("octahedral", "dumbbell")[index % 2]
+    atoms = bulk_cell(material, rng)
+    a = material.lattice_constant
+    element = str(rng.choice(material.elements))
+    if site == "octahedral":  # the octahedral site at (a/2, 0, 0) of the first conventional cell
+        atoms += Atoms(element, positions=[[a / 2, 0.0, 0.0]])
+    else:  # <100> dumbbell: move atom 0 by -d and add one at +d along z, about its site
+        d = 0.3 * a
+        origin = atoms.positions[0].copy()
+        atoms.positions[0] = origin - [0.0, 0.0, d]
+        atoms += Atoms(element, positions=[origin + [0.0, 0.0, d]])
+    atoms.positions += rng.normal(0.0, 0.05, atoms.positions.shape)
+    steps = int(rng.integers(0, 21))
+    if steps:
+        atoms.calc = EMT()
+        BFGS(atoms, logfile=None).run(fmax=0.01, steps=steps)
+    return atoms, {"site": site, "relax_steps": steps}
+
+
+V2_BUILDERS = {"phase": phase_structure, "ordered": ordered_structure, "cluster": cluster_structure,
+               "large_strain": large_strain_structure, "liquid": liquid_structure,
+               "interstitial": interstitial_structure}
+
+
+def make_structure(material: Material, kind: str, rng: np.random.Generator, index: int = 0) -> tuple[Atoms, dict]:
     """One unlabelled structure of ``kind`` and the info keys that describe how it was made."""
     info: dict = {}
     if kind == "bulk_strained":
@@ -174,9 +378,15 @@ def make_structure(material: Material, kind: str, rng: np.random.Generator) -> t
     elif kind == "slab":
         info["surface"] = str(rng.choice(["fcc111", "fcc100"]))
         atoms = slab_cell(material, info["surface"], int(rng.choice(SLAB_LAYERS)), rng)
+    elif kind == "slab110":
+        info["surface"] = "fcc110"
+        atoms = slab_cell(material, "fcc110", int(rng.integers(6, 10)), rng)
+    elif kind in V2_BUILDERS:
+        atoms, info = V2_BUILDERS[kind](material, index, rng)
     else:
         raise ValueError(f"unknown structure kind {kind!r}")
-    atoms.positions += rng.normal(0.0, rng.uniform(*RATTLE_A[kind]), atoms.positions.shape)
+    if kind in RATTLE_A:
+        atoms.positions += rng.normal(0.0, rng.uniform(*RATTLE_A[kind]), atoms.positions.shape)
     return atoms, info
 
 
@@ -216,18 +426,25 @@ def generate_chunk(job: tuple[Material, str, int, int, str]) -> str:
     """Make and label one (material, kind) chunk; write it atomically. Runs in a worker process."""
     material, kind, kind_index, seed, folder = job
     rng = np.random.default_rng([seed, material.index, kind_index])
-    count = COUNTS[kind] * (PURE_FACTOR if len(material.elements) == 1 else 1)
+    count = chunk_count(material, kind)
     frames = []
     for k in range(count):
         if kind == "md":
             atoms, info = md_snapshot(material, slab=k % MD_SLAB_EVERY == MD_SLAB_EVERY - 1, rng=rng)
         else:
-            atoms, info = make_structure(material, kind, rng)
+            atoms, info = make_structure(material, kind, rng, k)
         frames.append(label(atoms, material, kind, info))
     target = chunk_path(Path(folder), material, kind)
     with replacing(target) as tmp:
         write(str(tmp), frames, format="extxyz")
     return target.name
+
+
+def chunk_count(material: Material, kind: str) -> int:
+    """Structures of ``kind`` for ``material`` (0: the kind does not apply, no chunk)."""
+    if len(material.elements) == 1:
+        return PURE_COUNTS.get(kind, COUNTS[kind] * PURE_FACTOR)
+    return COUNTS[kind]
 
 
 def chunk_path(folder: Path, material: Material, kind: str) -> Path:
@@ -271,7 +488,7 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob("*.tmp*"):  # left by a killed run
         stale.unlink()
-    chunks = [(m, kind, k) for m in chosen for k, kind in enumerate(COUNTS)]
+    chunks = [(m, kind, k) for m in chosen for k, kind in enumerate(COUNTS) if chunk_count(m, kind)]
     pending = [(m, kind, k, args.seed, str(folder)) for m, kind, k in chunks
                if not chunk_path(folder, m, kind).exists()]
     print(f"{len(chosen)} materials x {len(COUNTS)} kinds = {len(chunks)} chunks; {len(pending)} to generate, "
@@ -289,8 +506,11 @@ def main() -> None:
                 pass
     elapsed = time.perf_counter() - start
 
-    output = args.output / "metals.extxyz"
+    # metals.extxyz keeps version 1 (the first five kinds: what the version-1 presets train on);
+    # metals_v2.extxyz holds every kind, in the same material-by-material order
+    output = args.output / "metals_v2.extxyz"
     concatenate([chunk_path(folder, m, kind) for m, kind, _ in chunks], output)
+    concatenate([chunk_path(folder, m, kind) for m, kind, _ in chunks if kind in V1_KINDS], args.output / "metals.extxyz")
     summary = summarise(output)
     manifest = {
         "description": "fcc metals and random binary fcc alloys, ASE EMT energies (eV), forces (eV/Å) and "
@@ -299,7 +519,7 @@ def main() -> None:
         "limit": args.limit,
         "ase_version": version("ase"),
         "protocol": {
-            "counts_per_material": COUNTS, "pure_factor": PURE_FACTOR, "alloy_fractions": list(ALLOY_FRACTIONS),
+            "counts_per_material": COUNTS, "pure_factor": PURE_FACTOR, "pure_counts": PURE_COUNTS, "alloy_fractions": list(ALLOY_FRACTIONS),
             "lattice_constant": "Vegard's law over ase.data.reference_states",
             "min_periodic_width_A": MIN_WIDTH_A, "slab_vacuum_each_side_A": VACUUM_A, "slab_layers": list(SLAB_LAYERS),
             "strain_sigma": list(STRAIN_SIGMA), "rattle_sigma_A": RATTLE_A,

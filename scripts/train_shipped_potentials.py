@@ -29,6 +29,7 @@ preset's torch device (a stage preset may name ``cuda``: it was trained on a GPU
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -36,6 +37,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 from atomml.data import group_split, load_dataset, random_split
 from atomml.training import TrainConfig
@@ -46,17 +49,55 @@ PRESETS = {"organic": "tensornet-organic-gfn2", "metals": "tensornet-metals-emt"
 MAX_FILE_BYTES = 10 * 1024 * 1024
 
 
-def write_splits(config: TrainConfig, folder: Path) -> dict[str, Path]:
-    """The preset's train / valid / test split of its pool, as extxyz files (reused if present)."""
+def split_indices(config: TrainConfig, pool) -> list[np.ndarray]:
+    """Train / valid / test indices of ``pool`` as the preset says."""
+    fractions = [1.0 - config.valid_fraction - config.test_fraction, config.valid_fraction, config.test_fraction]
+    if config.split_by == "structure":
+        return random_split(len(pool), fractions, config.split_seed)
+    return group_split(pool.group_keys(config.split_by), fractions, config.split_seed)
+
+
+def structure_keys(pool) -> list[bytes]:
+    """A key per structure: its atomic numbers and positions (as read), to find it in another file."""
+    keys = []
+    for b in range(len(pool)):
+        atoms = slice(int(pool.offsets[b]), int(pool.offsets[b + 1]))
+        keys.append(hashlib.sha256(pool.numbers[atoms].tobytes() + np.round(pool.positions[atoms], 6).tobytes()).digest())
+    return keys
+
+
+def inherited_split(config: TrainConfig, pool, earlier: TrainConfig) -> list[np.ndarray]:
+    """Split a grown pool so that every structure of the earlier pool keeps its earlier part.
+
+    A potential trained further on a larger pool must never be tested on structures it trained
+    on before: the earlier pool's structures stay in their earlier part (found by their numbers
+    and positions), and only the new ones are split, by the preset's fractions and seed.
+    """
+    old_pool = load_dataset(earlier.train)
+    part_of = {}
+    for part, indices in enumerate(split_indices(earlier, old_pool)):
+        keys = structure_keys(old_pool.subset(indices))
+        part_of.update(dict.fromkeys(keys, part))
+    keys = structure_keys(pool)
+    missing = len(part_of) - len(set(keys) & set(part_of))
+    if missing:
+        raise SystemExit(f"{missing} structures of the earlier pool {earlier.train} are not in {config.train}")
+    new = np.array([b for b, k in enumerate(keys) if k not in part_of], dtype=int)
+    new_parts = split_indices(config, pool.subset(new))
+    parts = [[b for b, k in enumerate(keys) if part_of.get(k) == part] for part in range(3)]
+    return [np.array(sorted(parts[p] + new[new_parts[p]].tolist()), dtype=int) for p in range(3)]
+
+
+def write_splits(config: TrainConfig, folder: Path, earlier: TrainConfig | None = None) -> dict[str, Path]:
+    """The preset's train / valid / test split of its pool, as extxyz files (reused if present).
+
+    With ``earlier`` (the stage-1 preset, when this stage trains on a larger pool) the earlier
+    pool's structures keep their parts: see :func:`inherited_split`."""
     files = {part: folder / f"{part}.extxyz" for part in ("train", "valid", "heldout_conformations")}
     if all(f.exists() for f in files.values()):
         return files
     pool = load_dataset(config.train)
-    fractions = [1.0 - config.valid_fraction - config.test_fraction, config.valid_fraction, config.test_fraction]
-    if config.split_by == "structure":
-        parts = random_split(len(pool), fractions, config.split_seed)
-    else:
-        parts = group_split(pool.group_keys(config.split_by), fractions, config.split_seed)
+    parts = inherited_split(config, pool, earlier) if earlier is not None else split_indices(config, pool)
     for (part, path), indices in zip(files.items(), parts):
         pool.subset(indices).write(path)
         print(f"  {part}: {len(indices)} structures -> {path}", flush=True)
@@ -93,9 +134,14 @@ def main() -> None:
         args.skip_peer = True
     config = TrainConfig.from_yaml(preset)
     run = ROOT / "runs" / "shipped" / name
-    (run / "data").mkdir(parents=True, exist_ok=True)
-    print(f"[{name}] splitting {config.train}", flush=True)
-    files = write_splits(config, run / "data")
+    first = TrainConfig.from_yaml(ROOT / "potentials" / f"{name}.yaml")
+    # a stage on a larger pool than stage 1's (version-2 data) splits into its own folder, the
+    # stage-1 structures keeping their parts
+    grown = Path(config.train).resolve() != Path(first.train).resolve()
+    data = run / ("data-" + Path(config.train).stem if grown else "data")
+    data.mkdir(parents=True, exist_ok=True)
+    print(f"[{name}] splitting {config.train}" + (" (stage-1 structures keep their parts)" if grown else ""), flush=True)
+    files = write_splits(config, data, first if grown else None)
     tests = {"heldout_conformations": str(files["heldout_conformations"]), **config.test_sets}
 
     values = config.to_dict()

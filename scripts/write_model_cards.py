@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 import atomml
-from atomml.units import NS_PER_FS, SECONDS_PER_DAY
+from atomml.units import EV_PER_A3_TO_GPA, NS_PER_FS, SECONDS_PER_DAY
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -79,18 +79,74 @@ def speed(name: str, structure: str, timestep_fs: float) -> dict:
     }
 
 
+def gpa(metrics: dict) -> str:
+    """The stress MAE in GPa (as ``atomml info`` shows it), or a dash."""
+    if "stress_mae_meV_per_A3" not in metrics:
+        return "–"
+    return f"{metrics['stress_mae_meV_per_A3'] * 1e-3 * EV_PER_A3_TO_GPA:.3f}"
+
+
 def table(test: dict) -> list[str]:
-    rows = ["| test set | structures | energy MAE (meV/atom) | force MAE (meV/Å) | force RMSE (meV/Å) | stress MAE (meV/Å³) |",
+    rows = ["| test set | structures | energy MAE (meV/atom) | force MAE (meV/Å) | force RMSE (meV/Å) | stress MAE (GPa) |",
             "|---|---|---|---|---|---|"]
     for name, m in test.items():
-        stress = f"{m['stress_mae_meV_per_A3']:.2f}" if "stress_mae_meV_per_A3" in m else "–"
+        stress = gpa(m)
         rows.append(f"| {name} | {m['structures']} | {m['energy_mae_meV_per_atom']:.1f} | {m['force_mae_meV_per_A']:.1f} | "
                     f"{m['force_rmse_meV_per_A']:.1f} | {stress} |")
         for group, g in m.get("by_config_type", m.get("by_source", {})).items():
-            stress = f"{g['stress_mae_meV_per_A3']:.2f}" if "stress_mae_meV_per_A3" in g else "–"
+            stress = gpa(g)
             rows.append(f"| &nbsp;&nbsp;{group} | {g['structures']} | {g['energy_mae_meV_per_atom']:.1f} | "
                         f"{g['force_mae_meV_per_A']:.1f} | {g['force_rmse_meV_per_A']:.1f} | {stress} |")
     return rows
+
+
+def benchmark_lines(name: str, reference: str) -> list[str]:
+    """The property benchmark of the shipped file (and of version 1 beside it) and its known limits."""
+    folder = ROOT / "data" / "benchmarks"
+    now_path, before_path = folder / f"validation_{name}.json", folder / f"validation_{name}_v1.json"
+    if not now_path.exists():
+        return []
+    now = json.loads(now_path.read_text())
+    before = json.loads(before_path.read_text()) if before_path.exists() else None
+    old_rows = {(r["group"], r["property"], r["system"]): r for r in (before or {}).get("rows", [])}
+    s = now["summary"]
+    lines = [
+        "## Property benchmark", "",
+        f"What users compute, with this potential and with {reference}, by the same code "
+        f"(`atomml validate {name} --reference {'emt' if 'EMT' in reference else 'xtb'}`; full run: "
+        f"`scripts/validate_potentials.py`, results in `data/benchmarks/{now_path.name}`, figures in "
+        f"`data/benchmarks/validation/{name}/`). None of these structures is in the training data. "
+        f"{s['passed']} of the {s['with_target']} rows with a target pass"
+        + (f" (version 1, the fcc-only / single-molecule potential: {before['summary']['passed']} of "
+           f"{before['summary']['with_target']})." if before else "."), "",
+        "| property | system | reference | this file | error | version 1 | target | pass |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in now["rows"]:
+        old = old_rows.get((r["group"], r["property"], r["system"]))
+        metric = "" if r["metric"] == "difference" else f" ({r['metric']})"
+        unit = f" [{r['unit']}]" if r["unit"] else ""
+        verdict = {True: "yes", False: "**no**", None: "–"}[r["passed"]]
+        was = "–" if old is None else (show(old["potential"]) if r["metric"] == "difference" else show(old["error"]))
+        lines.append(f"| {r['property']}{unit} | {r['system']} | {show(r['reference'])} | {show(r['potential'])} | "
+                     f"{show(r['error'])}{metric} | {was} | {r['target'] or '–'} | {verdict} |")
+    failing = [r for r in now["rows"] if r["passed"] is False]
+    lines += ["", "The column *version 1* gives the earlier potential's value (or its error, for curve metrics).", "",
+              "## Known limits", ""]
+    if failing:
+        lines.append("Measured by the benchmark above, where this file misses its target:")
+        lines.append("")
+        for r in failing:
+            lines.append(f"- {r['property']} of {r['system']}: {show(r['potential'])} against {show(r['reference'])} "
+                         f"{r['unit']} ({r['metric']} {show(r['error'])}; target {r['target']})"
+                         + (f"; {r['note']}" if r["note"] else ""))
+    else:
+        lines.append("Every benchmark row with a target passes.")
+    return lines + [""]
+
+
+def show(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4g}"
 
 
 PRECISION_ROW = (  # atomml's precision policy: atomml/potential.py
@@ -129,6 +185,7 @@ def main() -> None:
             "Measured by the trainer on structures it never trained on (also in the file's header: "
             f"`atomml info {name}`).", "",
             *table(meta["test_metrics"]), "",
+            *benchmark_lines(name, "GFN2-xTB" if card["which"] == "organic" else "EMT"),
             "## Training", "",
             f"Stage 1 (`potentials/{name}.yaml`): {comparison['minutes_each']:g} minutes of training on one CPU thread, "
             "side by side with torchmd-net 3.1's TensorNet of the same size trained by torchmd-net's own trainer "

@@ -1,5 +1,5 @@
 """The ``atomml`` command: ``atomml md``, ``atomml info``, ``atomml train``, ``atomml fe``,
-``atomml demo``.
+``atomml validate``, ``atomml demo``.
 
 An expected failure (bad input, a damaged or missing file, a folder that cannot be written,
 another run holding the output, Ctrl-C) is one line on stderr and a non-zero exit: 2, or 130
@@ -107,6 +107,23 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--no-progress", action="store_true", help="no progress bar (the summary and validation lines stay)")
     tr.add_argument("--list-keys", action="store_true", help="print every config key with its section, default and meaning")
     tr.set_defaults(func=commands.train)
+
+    va = sub.add_parser(
+        "validate", help="property benchmark of a potential against its reference method (EMT or GFN2-xTB)",
+        description="Compute the properties users ask of a potential, with the potential and with the reference it "
+        "was trained to reproduce, by the same code, and compare them against targets. Metals (--reference emt): "
+        "equation of state, elastic constants, structure-type energies (bcc, hcp, sc, ordered alloys), cohesive "
+        "energy, dimers and clusters, vacancies and interstitials, surface energies, phonons, shape under cell "
+        "relaxation. Molecules (--reference xtb): torsion scans, conformer ranking, intermolecular curves, harmonic "
+        "frequencies, bond stretching. Writes validation.json, validation.md and PNG figures.",
+    )  # fmt: skip
+    va.add_argument("potential", help="potential file or shipped name")
+    va.add_argument("--reference", required=True, choices=["emt", "xtb"], help="the reference method")
+    va.add_argument("--quick", action="store_true", help="one system per property, few points: seconds (the CI setting)")
+    va.add_argument("--output", "-o", default=None, help="output folder (default: runs/validate/<potential>)")
+    va.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the CPUs this process may use)")
+    va.add_argument("--strict", action="store_true", help="exit 1 when a row with a target fails")
+    va.set_defaults(func=commands.validate)
 
     demo = sub.add_parser("demo", help="the main job: a short MD run with a shipped potential")
     demo.add_argument("--steps", type=int, default=4000)

@@ -185,6 +185,24 @@ def info(args: argparse.Namespace) -> int:
     return 0
 
 
+def validate(args: argparse.Namespace) -> int:
+    """The property benchmark of a potential against its reference method (atomml.validation)."""
+    from ..threads import set_threads
+    from ..validation import REFERENCES, validate as run_validation
+
+    set_threads(args.threads)
+    output = Path(args.output) if args.output else Path("runs") / "validate" / Path(args.potential).stem
+    print(f"atomml validate: {args.potential} against {REFERENCES[args.reference][1]} "
+          f"({'quick' if args.quick else 'full'} benchmark) -> {output}", flush=True)
+    report = run_validation(args.potential, args.reference, quick=args.quick, output=output,
+                            progress=lambda message: print(f"  {message} ...", flush=True))
+    print(report.markdown())
+    s = report.summary
+    print(f"{s['passed']} of {s['with_target']} rows with a target pass ({s['rows']} rows, "
+          f"{report.elapsed_s:.0f} s); table, JSON and figures in {output}")
+    return 0 if not args.strict or s["failed"] == 0 else 1
+
+
 def _wrap(text: str, indent: str = "  ", width: int = 100) -> list[str]:
     import textwrap
 
