@@ -2,7 +2,7 @@
 validation, and the progress bar (with a total, hence an ETA, whenever a limit gives one).
 
 Everything goes to stderr (the ``atomml train`` command prints its JSON report on stdout), from
-rank 0 only. The units are those of ``metrics.json`` and ``log.csv``: meV/atom, meV/Å, meV/Å³.
+rank 0 only. The units are those of ``metrics.json`` and ``log.csv`` (meV/atom, meV/Å), stress in GPa.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .checkpoint import NAME as CHECKPOINT
-from .metrics import TITLES  # the plots' titles: one wording and unit per metric
+from .metrics import TITLES, metric_text  # the plots' titles: one wording and unit per metric
 
 if TYPE_CHECKING:
     from .trainer import Trainer
@@ -75,7 +75,7 @@ def budget(trainer: Trainer) -> str:
 
 def validation_line(row: dict[str, Any], improved: bool) -> str:
     """One validation as a line, e.g. ``step 120 (epoch 3): valid energy MAE 1.2 meV/atom, ...``."""
-    metrics = [text.format(row[key]) for key, text in TITLES.items() if key in row]
+    metrics = [metric_text(key, row[key]) for key in TITLES if key in row]
     train = f"train loss {row['train_loss']:.4g}, " if row.get("train_loss") is not None else ""
     mark = " (best so far)" if improved else ""
     return (

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import keys
+from .. import keys, units
 from ..data import Dataset
 from ..potential import Potential
 
@@ -92,8 +92,8 @@ def parity_plot(
 
     With ``atomic_energies`` (eV per element) their sum is taken off both energies, so the plot
     shows the part of the energy the network fits rather than the element references. The axes
-    are in eV; each panel's title is the MAE of :func:`errors` in the units of ``metrics.json``
-    (meV/atom, meV/Å, meV/Å³), the same number the metrics file holds.
+    are in eV, eV/Å and GPa; each panel's title is the MAE of :func:`errors`, the number the
+    metrics file holds (meV/atom, meV/Å; stress converted from meV/Å³ to GPa).
     """
     import matplotlib
 
@@ -113,8 +113,9 @@ def parity_plot(
     forces = np.asarray(dataset.forces).ravel(), prediction["forces"].ravel()
     panels.append(("force component (eV/Å)", *forces, "force_mae_meV_per_A"))
     if np.isfinite(prediction["stress"]).any() and np.isfinite(np.asarray(dataset.stress)).any():
-        stress = np.asarray(dataset.stress).ravel(), prediction["stress"].ravel()
-        panels.append(("stress component (eV/Å³)", *stress, "stress_mae_meV_per_A3"))
+        to_gpa = units.EV_PER_A3_TO_GPA
+        stress = np.asarray(dataset.stress).ravel() * to_gpa, prediction["stress"].ravel() * to_gpa
+        panels.append(("stress component (GPa)", *stress, "stress_mae_meV_per_A3"))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4))
     for ax, (label, ref, pred, key) in zip(np.atleast_1d(axes), panels):
         ok = np.isfinite(ref) & np.isfinite(pred)
@@ -142,16 +143,23 @@ def _save(fig: Any, path: str | os.PathLike[str], title: str) -> Path:
     return path
 
 
-TITLES = {  # metrics.json key -> plot title, in the key's units
+TITLES = {  # metrics.json key -> how plots and log lines show it (stress in GPa, as materials people read it)
     "energy_mae_meV_per_atom": "energy MAE {:.3g} meV/atom",
     "force_mae_meV_per_A": "force MAE {:.3g} meV/Å",
-    "stress_mae_meV_per_A3": "stress MAE {:.3g} meV/Å³",
+    "stress_mae_meV_per_A3": "stress MAE {:.3g} GPa",
 }
+# what a key's value (in the unit its name says) is multiplied by for display
+DISPLAY_SCALE = {"stress_mae_meV_per_A3": units.EV_PER_MEV * units.EV_PER_A3_TO_GPA}
+
+
+def metric_text(key: str, value: float) -> str:
+    """``TITLES[key]`` with ``value`` (in the unit the key names) shown in the display unit."""
+    return TITLES[key].format(value * DISPLAY_SCALE.get(key, 1.0))
 
 
 def mae_title(key: str, summary: dict[str, Any]) -> str:
-    """A panel title with the error ``summary[key]`` in the unit its metrics key names."""
-    return TITLES[key].format(summary[key]) if key in summary else TITLES[key].split(" {")[0] + ": no labels"
+    """A panel title with the error ``summary[key]``, in the display unit of :data:`TITLES`."""
+    return metric_text(key, summary[key]) if key in summary else TITLES[key].split(" {")[0] + ": no labels"
 
 
 def learning_curve(history: list[dict[str, Any]], path: str | os.PathLike[str], title: str = "") -> Path:

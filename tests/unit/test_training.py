@@ -258,7 +258,7 @@ def test_the_run_tells_the_user_what_it_does(copper, tmp_path, capsys, monkeypat
     assert [row["step"] for row in history] == [2, 4]
     last = history[-1]
     assert (f"step 4 (epoch 1): valid energy MAE {last['energy_mae_meV_per_atom']:.3g} meV/atom, force MAE "
-            f"{last['force_mae_meV_per_A']:.3g} meV/Å, stress MAE {last['stress_mae_meV_per_A3']:.3g} meV/Å³") in err
+            f"{last['force_mae_meV_per_A']:.3g} meV/Å, stress MAE {gpa(last['stress_mae_meV_per_A3']):.3g} GPa") in err
     # the training loss of a row is the mean over the steps since the validation before
     assert history[0]["train_loss"] == pytest.approx(sums[2] / 2) and history[1]["train_loss"] == pytest.approx(sums[4] / 2)
     out = Path(config.output)
@@ -268,8 +268,15 @@ def test_the_run_tells_the_user_what_it_does(copper, tmp_path, capsys, monkeypat
     valid = report["test"]["valid"]
     assert f"energy MAE {valid['energy_mae_meV_per_atom']:.3g} meV/atom" in titles
     assert f"force MAE {valid['force_mae_meV_per_A']:.3g} meV/Å" in titles
-    assert f"stress MAE {valid['stress_mae_meV_per_A3']:.3g} meV/Å³" in titles
+    assert f"stress MAE {gpa(valid['stress_mae_meV_per_A3']):.3g} GPa" in titles
     assert {"valid energy error (meV/atom)", "valid force error (meV/Å)", "valid stress error (meV/Å³)"} <= set(titles)
+
+
+def gpa(mev_per_a3: float) -> float:
+    """meV/Å³ to GPa with ASE's own unit (independent of atomml.units)."""
+    import ase.units
+
+    return mev_per_a3 * 1e-3 / ase.units.GPa
 
 
 def test_progress_bar_total_from_the_step_epoch_or_time_budget(copper, tmp_path):
