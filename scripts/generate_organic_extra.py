@@ -11,8 +11,9 @@ property benchmark ``atomml.validation.molecules``), frames labelled with GFN2-x
   between atoms with other neighbours, methyl rotors included) in 30-degree steps from an MMFF
   conformer (RDKit ``SetDihedralDeg``), rattled by 0.01 Å; frames with atoms closer than 0.9 Å
   that are not bonded are skipped;
-- ``conformer``: six ETKDG conformers (MMFF-relaxed), each relaxed further with GFN2-xTB (BFGS,
-  fmax 0.05 eV/Å, at most 40 steps): the final geometry and the one after 8 steps;
+- ``conformer``: up to 20 distinct ETKDG conformers (RMSD > 0.05 Å, MMFF-relaxed), each relaxed
+  further with GFN2-xTB (BFGS, fmax 0.05 eV/Å, at most 100 steps): the final geometry and those
+  after 3 and 10 steps;
 - ``normal_mode``: normal-mode sampling about the GFN2-xTB minimum of the first conformer: the
   finite-difference Hessian (``ase.vibrations.Vibrations``), then six frames displaced along
   every vibrational mode with a classical thermal amplitude at 300-1,200 K (Gaussian in
@@ -22,17 +23,23 @@ property benchmark ``atomml.validation.molecules``), frames labelled with GFN2-x
   aromatic pairs' starts stacked) at a closest contact of 2.0-2.6 Å, a GFN2-xTB relaxation of
   the complex (BFGS, fmax 0.1 eV/Å, at most 40 steps), then the relaxed complex and rigid shifts
   of the second molecule along the line between the centres of mass by -0.35 to +2.5 Å. The
-  pair's ``molecule`` is ``"a+b"``, its ``smiles`` the dotted SMILES, its ``charge`` the sum.
+  pair's ``molecule`` is ``"a+b"``, its ``smiles`` the dotted SMILES, its ``charge`` the sum;
+- ``stretch`` (version 3): rigid stretches of one X-H bond and one bond between heavy atoms (not
+  in a ring) per molecule, from 0.8 to 2.0 times the MMFF length (ten lengths drawn uniformly;
+  RDKit ``SetBondLength`` moves the fragment on the second atom's side), so that bonds pulled
+  beyond their equilibrium do not meet an empty region of the training data.
 
 Run (from the repository root, after ``generate_organic_data.py``)::
 
     .venv/bin/python scripts/generate_organic_extra.py [--output data/generated/organic]
         [--seed 0] [--workers 2] [--limit K]
 
-Writes under OUTPUT: ``extra/NAME.extxyz`` per molecule and ``pairs/A+B.extxyz`` per pair
-(``.failed.json`` with the reason where xTB failed), ``organic_extra.extxyz`` (all of them),
-``organic_train_pool_v2.extxyz`` (the version-1 pool followed by the extra frames: the training
-pool of the version-2 potential) and ``manifest_extra.json``. Resumable like the version-1
+Writes under OUTPUT: ``extra/NAME.extxyz`` per molecule, ``pairs/A+B.extxyz`` per pair and
+``stretch/NAME.extxyz`` per molecule (``.failed.json`` with the reason where xTB failed),
+``organic_extra.extxyz`` (the extra and pair frames), ``organic_train_pool_v2.extxyz`` (the
+version-1 pool followed by them), ``organic_stretch.extxyz``, ``organic_train_pool_v3.extxyz``
+(pool v2 followed by the stretches: the training pool of the shipped potential) and
+``manifest_extra.json``. Resumable like the version-1
 script: every file is written atomically when finished and skipped on a rerun, and each job
 draws its random numbers from its own stream, derived from ``--seed`` and its place in its list.
 """
@@ -71,10 +78,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 TORSION_STEP_DEG = 30
 MAX_TORSIONS = 2
-N_CONFORMERS = 6
+N_CONFORMERS = 20
 CONFORMER_FMAX = 0.05
-CONFORMER_STEPS = 40
-CONFORMER_MIDWAY = 8
+CONFORMER_STEPS = 100
+CONFORMER_MIDWAY = (3, 10)  # steps after which a frame of the relaxation is kept too
 N_NORMAL_MODE = 6
 NORMAL_MODE_T_K = (300.0, 1200.0)
 NORMAL_MODE_CAP_A = 0.3
@@ -84,6 +91,8 @@ CONTACT_A = (2.0, 2.6)
 DIMER_FMAX = 0.1
 DIMER_STEPS = 40
 SHIFTS_A = (-0.35, -0.15, 0.25, 0.6, 1.0, 1.6, 2.5)
+STRETCH_SCALES = (0.8, 2.0)
+N_STRETCH = 10
 
 # (first, second, kind): kind "hbond", "ionic", "stack" (aromatic: half the starts stacked) or "disp".
 PAIRS = [
@@ -143,7 +152,7 @@ def embed(smiles: str, n: int, rng: np.random.Generator) -> Chem.Mol:
     mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
     params = AllChem.ETKDGv3()
     params.randomSeed = int(rng.integers(2**31 - 1))
-    params.pruneRmsThresh = 0.3
+    params.pruneRmsThresh = 0.05
     ids = list(AllChem.EmbedMultipleConfs(mol, numConfs=n, params=params))
     if not ids:
         raise GenerationFailed("ETKDG embedded no conformer")
@@ -192,14 +201,13 @@ def torsion_frames(molecule: Molecule, mol: Chem.Mol, rng: np.random.Generator) 
     return frames
 
 
-def relax(atoms: Atoms, fmax: float, steps: int, midway: int | None = None) -> tuple[Atoms, Atoms | None]:
-    """BFGS with the attached calculator; the final geometry and (optionally) the one after ``midway`` steps."""
-    seen: dict[str, Atoms] = {}
+def relax(atoms: Atoms, fmax: float, steps: int, keep: tuple[int, ...] = ()) -> tuple[Atoms, list[Atoms]]:
+    """BFGS with the attached calculator; the final geometry and copies after the steps in ``keep``."""
+    kept: list[Atoms] = []
     optimizer = BFGS(atoms, logfile=None)
-    if midway is not None:
-        optimizer.attach(lambda: seen.setdefault("mid", atoms.copy()) if optimizer.nsteps == midway else None)
+    optimizer.attach(lambda: kept.append(atoms.copy()) if optimizer.nsteps in keep else None)
     optimizer.run(fmax=fmax, steps=steps)
-    return atoms, seen.get("mid")
+    return atoms, kept
 
 
 def conformer_frames(molecule: Molecule, mol: Chem.Mol) -> tuple[list[Atoms], Atoms]:
@@ -208,10 +216,10 @@ def conformer_frames(molecule: Molecule, mol: Chem.Mol) -> tuple[list[Atoms], At
     for number, conformer in enumerate(mol.GetConformers()):
         atoms = Atoms(symbols_of(mol), positions=conformer.GetPositions())
         atoms.calc = xtb(molecule.charge)
-        final, mid = relax(atoms, CONFORMER_FMAX, CONFORMER_STEPS, CONFORMER_MIDWAY)
-        if mid is not None:
-            mid.calc = xtb(molecule.charge)
-            frames.append(labelled_frame(mid, molecule, "conformer", number))
+        final, kept = relax(atoms, CONFORMER_FMAX, CONFORMER_STEPS, CONFORMER_MIDWAY)
+        for frame in kept:
+            frame.calc = xtb(molecule.charge)
+            frames.append(labelled_frame(frame, molecule, "conformer", number))
         frames.append(labelled_frame(final, molecule, "conformer", number))
         first = final if first is None else first
     return frames, first
@@ -258,6 +266,31 @@ def sample_molecule(molecule: Molecule, seed: int) -> list[Atoms]:
     frames = torsion_frames(molecule, mol, rng)
     conformers, minimum = conformer_frames(molecule, mol)
     return frames + conformers + normal_mode_frames(molecule, minimum, rng)
+
+
+def stretch_frames(molecule: Molecule, seed: int) -> list[Atoms]:
+    """Rigid stretches of one X-H bond and one non-ring heavy-atom bond of conformer 0."""
+    rng = np.random.default_rng([seed, 4, molecule.index])
+    mol = embed(molecule.smiles, 1, rng)
+    conformer = mol.GetConformer(0)
+    bonds = [b for b in mol.GetBonds() if not b.IsInRing()]
+    with_h = [b for b in bonds if 1 in (b.GetBeginAtom().GetAtomicNum(), b.GetEndAtom().GetAtomicNum())]
+    heavy = [b for b in bonds if b not in with_h]
+    chosen = [group[int(rng.integers(len(group)))] for group in (with_h, heavy) if group]
+    calculator = xtb(molecule.charge)
+    frames = []
+    for number, bond in enumerate(chosen):
+        i, j = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
+        if mol.GetAtomWithIdx(i).GetAtomicNum() == 1:  # move the hydrogen, not the rest
+            i, j = j, i
+        length = rdMolTransforms.GetBondLength(conformer, i, j)
+        for scale in np.sort(rng.uniform(*STRETCH_SCALES, N_STRETCH)):
+            moved = Chem.Conformer(conformer)
+            rdMolTransforms.SetBondLength(moved, i, j, float(scale * length))
+            atoms = Atoms(symbols_of(mol), positions=moved.GetPositions())
+            atoms.calc = calculator
+            frames.append(labelled_frame(atoms, molecule, "stretch", number))
+    return frames
 
 
 # ---- pairs ------------------------------------------------------------------------------------
@@ -345,7 +378,12 @@ def run_job(job: tuple) -> tuple[str, str | None]:
     """One molecule or pair: sample, label, write atomically (or the failure reason)."""
     what, target = job[0], Path(job[-1])
     try:
-        frames = sample_molecule(job[1], job[2]) if what == "molecule" else sample_pair(job[1:-1])
+        if what == "molecule":
+            frames = sample_molecule(job[1], job[2])
+        elif what == "stretch":
+            frames = stretch_frames(job[1], job[2])
+        else:
+            frames = sample_pair(job[1:-1])
     except (GenerationFailed, CalculatorError, ValueError, np.linalg.LinAlgError) as error:
         write_text(target.with_suffix(".failed.json"), json.dumps({"name": target.stem, "reason": str(error)}) + "\n")
         return target.stem, str(error)
@@ -381,12 +419,13 @@ def main() -> None:
     chosen = list(train.values())
     if args.limit is not None:
         chosen, pairs = chosen[: args.limit], pairs[: args.limit]
-    for folder in ("extra", "pairs"):
+    for folder in ("extra", "pairs", "stretch"):
         (args.output / folder).mkdir(parents=True, exist_ok=True)
         for stale in (args.output / folder).glob("*.tmp*"):
             stale.unlink()
     jobs = [("molecule", m, args.seed, str(args.output / "extra" / f"{m.name}.extxyz")) for m in chosen]
     jobs += [("pair", p, a, b, kind, args.seed, str(args.output / "pairs" / f"{p.name}.extxyz")) for p, a, b, kind in pairs]
+    jobs += [("stretch", m, args.seed, str(args.output / "stretch" / f"{m.name}.extxyz")) for m in chosen]
 
     def finished(target: str) -> bool:
         return Path(target).exists() or Path(target).with_suffix(".failed.json").exists()
@@ -405,7 +444,8 @@ def main() -> None:
                     tqdm.write(f"SKIPPED {name}: {reason}")
     elapsed = time.perf_counter() - start
 
-    done = [Path(job[-1]) for job in jobs if Path(job[-1]).exists()]
+    done = [Path(job[-1]) for job in jobs if Path(job[-1]).exists() and job[0] != "stretch"]
+    stretched = [Path(job[-1]) for job in jobs if Path(job[-1]).exists() and job[0] == "stretch"]
     skipped = {Path(job[-1]).stem: json.loads(Path(job[-1]).with_suffix(".failed.json").read_text())["reason"]
                for job in jobs if Path(job[-1]).with_suffix(".failed.json").exists()}
     extra = args.output / "organic_extra.extxyz"
@@ -413,20 +453,26 @@ def main() -> None:
     pool_v1 = args.output / "organic_train_pool.extxyz"
     pool_v2 = args.output / "organic_train_pool_v2.extxyz"
     concatenate([pool_v1, extra], pool_v2)
-    frames = read(str(extra), ":", format="extxyz")
-    by_source = {s: sum(f.info["source"] == s for f in frames) for s in ("torsion", "conformer", "normal_mode", "dimer")}
+    stretch = args.output / "organic_stretch.extxyz"
+    concatenate(stretched, stretch)
+    concatenate([pool_v2, stretch], args.output / "organic_train_pool_v3.extxyz")
+    frames = read(str(extra), ":", format="extxyz") + read(str(stretch), ":", format="extxyz")
+    by_source = {s: sum(f.info["source"] == s for f in frames)
+                 for s in ("torsion", "conformer", "normal_mode", "dimer", "stretch")}
     manifest = {
         "description": "version-2 additions to the organic set: torsion scans, xTB-relaxed conformers, normal-mode "
                        "samples and molecular pairs, GFN2-xTB (tblite); generated by scripts/generate_organic_extra.py",
         "seed": args.seed, "limit": args.limit, "tblite_version": version("tblite"), "rdkit_version": version("rdkit"),
         "protocol": {"torsion_step_deg": TORSION_STEP_DEG, "max_torsions": MAX_TORSIONS, "conformers": N_CONFORMERS,
-                     "conformer_fmax": CONFORMER_FMAX, "conformer_steps": CONFORMER_STEPS,
+                     "conformer_fmax": CONFORMER_FMAX, "conformer_steps": CONFORMER_STEPS, "conformer_frames_after_steps": list(CONFORMER_MIDWAY),
                      "normal_mode_frames": N_NORMAL_MODE, "normal_mode_T_K": list(NORMAL_MODE_T_K),
                      "orientations": N_ORIENTATIONS, "contact_A": list(CONTACT_A), "dimer_fmax": DIMER_FMAX,
-                     "dimer_steps": DIMER_STEPS, "shifts_A": list(SHIFTS_A)},
+                     "dimer_steps": DIMER_STEPS, "shifts_A": list(SHIFTS_A), "stretch_scales": list(STRETCH_SCALES),
+                     "stretch_frames_per_bond": N_STRETCH},
         "pairs": [{"name": p.name, "kind": kind, "charge": p.charge} for p, _, _, kind in pairs],
         "excluded_pairs": excluded, "frames": len(frames), "frames_by_source": by_source, "skipped": skipped,
-        "files": {"extra": extra.name, "pool_v2": pool_v2.name}, "elapsed_s_this_run": round(elapsed, 1),
+        "files": {"extra": extra.name, "pool_v2": pool_v2.name, "stretch": stretch.name,
+                  "pool_v3": "organic_train_pool_v3.extxyz"}, "elapsed_s_this_run": round(elapsed, 1),
     }
     write_json(args.output / "manifest_extra.json", manifest, indent=2)
     print(f"{len(frames)} extra frames {by_source} -> {extra}; pool v2 -> {pool_v2}; {len(skipped)} skipped")

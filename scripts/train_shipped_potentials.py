@@ -22,7 +22,10 @@ The atomml side resumes from its checkpoint if the script is killed and run agai
 is restarted (it is the comparison, not a product). ``--skip-peer`` trains atomml alone.
 ``--stage N`` (N > 1) runs the preset ``potentials/<name>.stageN.yaml`` (the previous stage's
 potential trained further on the same split, atomml alone) and ships its result instead; its
-report goes to ``data/benchmarks/training_<which>_stageN.json``. ``--device`` overrides the
+report goes to ``data/benchmarks/training_<which>_stageN.json``. ``--pool FILE`` (stage 1) runs
+the side-by-side comparison from scratch on a larger pool (the version-2 data), split so that the
+stage-1 structures keep their parts, and reports it as
+``data/benchmarks/training_<which>_vs_torchmdnet_<pool stem>.json`` without shipping anything. ``--device`` overrides the
 preset's torch device (a stage preset may name ``cuda``: it was trained on a GPU).
 """
 
@@ -74,30 +77,76 @@ def inherited_split(config: TrainConfig, pool, earlier: TrainConfig) -> list[np.
     and positions), and only the new ones are split, by the preset's fractions and seed.
     """
     old_pool = load_dataset(earlier.train)
-    part_of = {}
-    for part, indices in enumerate(split_indices(earlier, old_pool)):
-        keys = structure_keys(old_pool.subset(indices))
-        part_of.update(dict.fromkeys(keys, part))
+    return inherit(config, pool, old_pool, split_indices(earlier, old_pool))
+
+
+def inherit(config: TrainConfig, pool, old_pool, old_parts: list[np.ndarray]) -> list[np.ndarray]:
+    """The parts of ``pool`` given the parts of the smaller ``old_pool`` it contains."""
+    part_of: dict[bytes, int] = {}
+    for part, indices in enumerate(old_parts):
+        for key in structure_keys(old_pool.subset(indices)):
+            # a structure held twice whose copies were split apart was trained on: training wins
+            part_of[key] = min(part_of.get(key, part), part)
     keys = structure_keys(pool)
     missing = len(part_of) - len(set(keys) & set(part_of))
     if missing:
-        raise SystemExit(f"{missing} structures of the earlier pool {earlier.train} are not in {config.train}")
+        raise SystemExit(f"{missing} structures of an earlier pool are not in {config.train}")
     new = np.array([b for b, k in enumerate(keys) if k not in part_of], dtype=int)
     new_parts = split_indices(config, pool.subset(new))
     parts = [[b for b, k in enumerate(keys) if part_of.get(k) == part] for part in range(3)]
     return [np.array(sorted(parts[p] + new[new_parts[p]].tolist()), dtype=int) for p in range(3)]
 
 
-def write_splits(config: TrainConfig, folder: Path, earlier: TrainConfig | None = None) -> dict[str, Path]:
-    """The preset's train / valid / test split of its pool, as extxyz files (reused if present).
+def chain_split(chain: list[TrainConfig]):
+    """The last preset's pool and parts, each pool of ``chain`` (oldest first, each containing the
+    one before) keeping the parts of the one before."""
+    pool = load_dataset(chain[0].train)
+    parts = split_indices(chain[0], pool)
+    for config in chain[1:]:
+        grown = load_dataset(config.train)
+        parts = inherit(config, grown, pool, parts)
+        pool = grown
+    return pool, parts
 
-    With ``earlier`` (the stage-1 preset, when this stage trains on a larger pool) the earlier
-    pool's structures keep their parts: see :func:`inherited_split`."""
+
+def without_training_copies(pool, parts: list[np.ndarray]) -> list[np.ndarray]:
+    """Drop from validation and test every structure identical to one in training.
+
+    A pool can hold the same structure twice (a relaxation that converges within the steps after
+    which the organic generator keeps a frame gives that frame and the final one, identical); a
+    random split may put one copy in training and the other in a test set."""
+    keys = structure_keys(pool)
+    seen = {keys[b] for b in parts[0]}
+    out = [parts[0]]
+    for part, name in zip(parts[1:], ("validation", "test")):
+        kept = np.array([b for b in part if keys[b] not in seen], dtype=int)
+        if len(kept) < len(part):
+            print(f"  {len(part) - len(kept)} {name} structures dropped: identical to training structures", flush=True)
+        out.append(kept)
+    return out
+
+
+def pool_chain(name: str, config: TrainConfig, stage: int) -> list[TrainConfig]:
+    """The presets of the stages up to ``stage`` where the pool grew, oldest first, ending with
+    ``config`` (stage 1's preset alone when no stage changed the pool)."""
+    chain = []
+    for n in range(1, stage + 1):
+        preset = config if n == stage else TrainConfig.from_yaml(
+            ROOT / "potentials" / (f"{name}.stage{n}.yaml" if n > 1 else f"{name}.yaml"))
+        if not chain or Path(preset.train).resolve() != Path(chain[-1].train).resolve():
+            chain.append(preset)
+    return chain
+
+
+def write_splits(chain: list[TrainConfig], folder: Path) -> dict[str, Path]:
+    """The last preset's train / valid / test split of its pool, as extxyz files (reused if
+    present); with several presets in ``chain`` every earlier pool's structures keep their parts
+    (see :func:`inherited_split`)."""
     files = {part: folder / f"{part}.extxyz" for part in ("train", "valid", "heldout_conformations")}
     if all(f.exists() for f in files.values()):
         return files
-    pool = load_dataset(config.train)
-    parts = inherited_split(config, pool, earlier) if earlier is not None else split_indices(config, pool)
+    pool, parts = chain_split(chain)
+    parts = without_training_copies(pool, parts)
     for (part, path), indices in zip(files.items(), parts):
         pool.subset(indices).write(path)
         print(f"  {part}: {len(indices)} structures -> {path}", flush=True)
@@ -125,7 +174,11 @@ def main() -> None:
     parser.add_argument("--stage", type=int, default=1, help="training stage: N > 1 runs preset <name>.stageN.yaml")
     parser.add_argument("--stage2", action="store_const", const=2, dest="stage", help="the same as --stage 2")
     parser.add_argument("--device", help="torch device of the atomml trainer (default: the preset's)")
+    parser.add_argument("--pool", type=Path, help="stage 1 only: train both from scratch on this larger pool (e.g. "
+                        "the version-2 data), as a comparison: the result is reported, not shipped")
     args = parser.parse_args()
+    if args.pool is not None and args.stage > 1:
+        parser.error("--pool compares the two trainers from scratch: stage 1 only")
 
     name = PRESETS[args.which]
     suffix = f".stage{args.stage}" if args.stage > 1 else ""
@@ -133,19 +186,32 @@ def main() -> None:
     if args.stage > 1:
         args.skip_peer = True
     config = TrainConfig.from_yaml(preset)
+    if args.pool is not None:
+        config.train = str(args.pool.resolve())
+    tag = f"-{args.pool.stem}" if args.pool is not None else ""  # the comparison's own folders and report
     run = ROOT / "runs" / "shipped" / name
-    first = TrainConfig.from_yaml(ROOT / "potentials" / f"{name}.yaml")
     # a stage on a larger pool than stage 1's (version-2 data) splits into its own folder, the
-    # stage-1 structures keeping their parts
-    grown = Path(config.train).resolve() != Path(first.train).resolve()
+    # structures of every earlier pool keeping their parts; a --pool comparison uses the split of
+    # the stage that trained on that pool
+    stage_of_pool = args.stage
+    if args.pool is not None:
+        stage_of_pool = max([n for n in range(2, 10) if (ROOT / "potentials" / f"{name}.stage{n}.yaml").exists() and
+                             Path(TrainConfig.from_yaml(ROOT / "potentials" / f"{name}.stage{n}.yaml").train).resolve()
+                             == args.pool.resolve()], default=1)
+    chain = pool_chain(name, config, stage_of_pool) if stage_of_pool == args.stage else \
+        pool_chain(name, TrainConfig.from_yaml(ROOT / "potentials" / f"{name}.stage{stage_of_pool}.yaml"), stage_of_pool)
+    if Path(chain[-1].train).resolve() != Path(config.train).resolve():
+        chain.append(config)
+    grown = len(chain) > 1
     data = run / ("data-" + Path(config.train).stem if grown else "data")
     data.mkdir(parents=True, exist_ok=True)
-    print(f"[{name}] splitting {config.train}" + (" (stage-1 structures keep their parts)" if grown else ""), flush=True)
-    files = write_splits(config, data, first if grown else None)
+    print(f"[{name}] splitting {config.train}" + (" (earlier pools' structures keep their parts)" if grown else ""),
+          flush=True)
+    files = write_splits(chain, data)
     tests = {"heldout_conformations": str(files["heldout_conformations"]), **config.test_sets}
 
     values = config.to_dict()
-    stage = f"atomml-stage{args.stage}" if args.stage > 1 else "atomml"
+    stage = f"atomml-stage{args.stage}" if args.stage > 1 else f"atomml{tag}"
     values.update(
         train=str(files["train"]), valid=str(files["valid"]), test_sets=tests, max_minutes=args.minutes,
         threads=args.threads, output=str(run / stage), progress=False, device=args.device or config.device,
@@ -168,10 +234,11 @@ def main() -> None:
             "--embedding-dimension", str(hp["hidden_channels"]), "--num-layers", str(hp["num_layers"]),
             "--num-rbf", str(hp["num_rbf"]), "--cutoff", str(hp["cutoff"]),
             "--batch-size", str(config.batch_size), "--lr", str(config.lr),
-            "--workdir", str(run / "torchmdnet"), "--output", str(run / "torchmdnet.json"),
+            "--workdir", str(run / f"torchmdnet{tag}"), "--output", str(run / f"torchmdnet{tag}.json"),
         ]
-        (run / "torchmdnet.json").unlink(missing_ok=True)
-        jobs["torchmd-net"] = subprocess.Popen(peer_cmd, cwd=ROOT, env=env, stdout=open(run / "torchmdnet.log", "w"), stderr=subprocess.STDOUT)
+        (run / f"torchmdnet{tag}.json").unlink(missing_ok=True)
+        jobs["torchmd-net"] = subprocess.Popen(peer_cmd, cwd=ROOT, env=env, stdout=open(run / f"torchmdnet{tag}.log", "w"),
+                                               stderr=subprocess.STDOUT)
     started = time.time()
     while any(job.poll() is None for job in jobs.values()):
         time.sleep(30)
@@ -185,11 +252,17 @@ def main() -> None:
     result = {"potential": name, "minutes_each": args.minutes, "threads_each": args.threads,
               "device": device_name(values["device"]), "atomml": ours}
     if not args.skip_peer:
-        result["torchmd-net"] = json.loads((run / "torchmdnet.json").read_text())
-    report_name = f"training_{args.which}_stage{args.stage}.json" if args.stage > 1 else f"training_{args.which}_vs_torchmdnet.json"
+        result["torchmd-net"] = json.loads((run / f"torchmdnet{tag}.json").read_text())
+    if args.pool is not None:
+        result["pool"] = str(args.pool)
+    report_name = f"training_{args.which}_stage{args.stage}.json" if args.stage > 1 else \
+        f"training_{args.which}_vs_torchmdnet{tag.replace('-', '_')}.json"
     out = ROOT / "data" / "benchmarks" / report_name
     # repo-relative paths: the report is committed and read on other machines
     out.write_text(json.dumps(result, indent=1).replace(str(ROOT) + os.sep, ""))
+    if args.pool is not None:
+        print(json.dumps({"comparison": str(out)}))
+        return
     shipped = ROOT / "potentials" / f"{name}.safetensors"
     shutil.copyfile(ours["potential"], shipped)
     size = shipped.stat().st_size

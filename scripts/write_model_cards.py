@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 import atomml
+from atomml.training import TrainConfig
 from atomml.units import EV_PER_A3_TO_GPA, NS_PER_FS, SECONDS_PER_DAY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,32 +27,55 @@ ROOT = Path(__file__).resolve().parents[1]
 CARDS = {
     "tensornet-organic-gfn2": {
         "which": "organic",
-        "summary": "TensorNet for small organic molecules (H, C, N, O, F, S, Cl; neutral, anions and cations via "
-        "`atoms.info['charge']`), trained to reproduce GFN2-xTB (tblite 0.8). It is an xTB surrogate, not a "
-        "DFT-quality potential: it inherits GFN2-xTB's errors.",
-        "data": "`scripts/generate_organic_data.py --seed 0`: 175 training molecules (up to 25 atoms, 11 of them "
-        "charged), 2 RDKit conformers each, frames from GFN2-xTB Langevin MD at 300 K and 600 K (0.5 fs) and "
-        "random displacements: 9,100 structures. Split by structure (seed 0): 90 % training, 5 % validation, "
-        "5 % held-out conformations. 12 further molecules (624 structures) are held out entirely, among them "
-        "paracetamol, the molecule of the main job.",
+        "summary": "TensorNet for small organic molecules and their pairs (H, C, N, O, F, S, Cl; neutral, anions "
+        "and cations via `atoms.info['charge']`), trained to reproduce GFN2-xTB (tblite 0.8). It is an xTB "
+        "surrogate, not a DFT-quality potential: it inherits GFN2-xTB's errors.",
+        "data": "Version 1, `scripts/generate_organic_data.py --seed 0`: 175 training molecules (up to 25 atoms, 11 of "
+        "them charged), 2 RDKit conformers each, frames from GFN2-xTB Langevin MD at 300 K and 600 K (0.5 fs) and "
+        "random displacements: 9,100 structures. Version 2 adds (`scripts/generate_organic_extra.py --seed 0`, "
+        "{extra} structures): rigid torsion scans ({torsion}), GFN2-xTB-relaxed conformers ({conformer}), "
+        "normal-mode samples ({normal_mode}) and {pairs} hydrogen-bonded, ionic, stacked and dispersion-bound "
+        "pairs of training molecules ({dimer}). Split by structure (seed 0): 90 % training, 5 % validation, 5 % "
+        "held-out conformations, the version-1 structures keeping their version-1 parts. 12 further molecules "
+        "(624 structures) are held out entirely, among them paracetamol, the molecule of the main job; the "
+        "property benchmark's molecules and pairs are never trained on.",
         "speed_structure": ("md/structures/paracetamol.extxyz", 0.5),
         "use": "MD of small organic molecules in vacuum near room temperature (0.5 fs steps), ML/MM with "
-        "`MLPotential('atomml', potential='tensornet-organic-gfn2')`. Not for condensed phases of ML "
-        "molecules (no intermolecular training data), radicals, metals or elements beyond the seven above.",
+        "`MLPotential('atomml', potential='tensornet-organic-gfn2')`, conformer and torsion energetics, "
+        "pairs of molecules within the 5 Å cutoff. Not for condensed phases of ML molecules (no bulk liquid "
+        "data, and no interaction beyond 5 Å), radicals, metals or elements beyond the seven above; see the "
+        "known limits below.",
     },
     "tensornet-metals-emt": {
         "which": "metals",
-        "summary": "TensorNet for fcc Cu, Ag, Au, Ni, Pd, Pt, Al and their binary alloys, bulk and surfaces, "
-        "with stress, trained to reproduce ASE's EMT. EMT is a simple many-body model: use this potential to "
-        "test workflows (relaxation, cell filters, MD of metals), not for materials predictions.",
-        "data": "`scripts/generate_metals_data.py --seed 0`: 1,463 structures (48-256 atoms): strained and "
-        "rattled bulk, vacancies, (111)/(100) slabs (periodic in x and y only) and Langevin MD from 300 K to "
-        "1,500 K, for the 7 metals and 21 binary alloys at 3 compositions; energies, forces, and stress for "
-        "all 3D-periodic cells. Split by structure (seed 0): 85 % training, 5 % validation, 10 % held-out test.",
+        "summary": "TensorNet for Cu, Ag, Au, Ni, Pd, Pt, Al and their binary alloys (fcc, bcc, hcp and ordered "
+        "crystals, surfaces, defects, melts, clusters), with stress, trained to reproduce ASE's EMT. EMT is a "
+        "simple many-body model: use this potential to test workflows (relaxation, cell filters, MD of metals), "
+        "not for materials predictions.",
+        "data": "`scripts/generate_metals_data.py --seed 0`, version 2: {structures} structures (1-256 atoms) for "
+        "the 7 metals and 21 binary alloys at 3 compositions: version 1's strained and rattled fcc bulk, vacancies, "
+        "(111)/(100) slabs and Langevin MD from 300 K to 1,500 K (1,463), and bcc, hcp and simple cubic lattices "
+        "({phase}), ordered B2/L1_0/L1_2 alloys ({ordered}), free atoms, dimers, trimers and small clusters "
+        "({cluster}), large strains, shears and Bain paths ({large_strain}), melts at 2,000-3,500 K ({liquid}), "
+        "(110) slabs ({slab110}) and interstitials ({interstitial}); energies, forces, and stress for all "
+        "3D-periodic cells. Split by structure (seed 0): 85 % training, 5 % validation, 10 % held-out test, the "
+        "version-1 structures keeping their version-1 parts.",
         "speed_structure": ("bulk", 2.0),
-        "use": "MD, relaxations and cell filters of fcc metals and alloys of these elements with ASE or OpenMM.",
+        "use": "MD, relaxations and cell filters of these metals and their alloys with ASE or OpenMM; structure "
+        "ordering, defects and elasticity as far as the benchmark below shows.",
     },
 }
+
+
+def data_counts(which: str) -> dict:
+    """Structure counts of the version-2 data, from the generators' manifests, formatted for the card."""
+    folder = ROOT / "data" / "generated" / which
+    if which == "metals":
+        counts = json.loads((folder / "manifest.json").read_text())["counts"]
+        return {"structures": f"{counts['structures']:,}", **{k: f"{v:,}" for k, v in counts["by_config_type"].items()}}
+    extra = json.loads((folder / "manifest_extra.json").read_text())
+    return {"extra": f"{extra['frames']:,}", "pairs": len(extra["pairs"]) - sum("+" in name for name in extra["skipped"]),
+            **{k: f"{v:,}" for k, v in extra["frames_by_source"].items()}}
 
 
 def speed(name: str, structure: str, timestep_fs: float) -> dict:
@@ -164,6 +188,7 @@ def main() -> None:
             continue
         potential = atomml.load_potential(name)
         meta = potential.metadata
+        card = {**card, "data": card["data"].format(**data_counts(card["which"]))}
         hp = {k: v for k, v in potential.hyperparameters.items() if k not in ("elements",)}
         comparison = json.loads((ROOT / "data" / "benchmarks" / f"training_{card['which']}_vs_torchmdnet.json").read_text())
         measured = speed(name, *card["speed_structure"])
@@ -208,6 +233,11 @@ def main() -> None:
             device = stage.get("device", "CPU")
             where = f"{stage['threads_each']} CPU thread(s)" if device in ("x86_64", "CPU", "") else f"one {device} GPU"
             last = "; the shipped file is its result" if i == len(stages) - 1 else ""
+            preset = TrainConfig.from_yaml(ROOT / "potentials" / f"{name}.stage{n}.yaml")
+            first = TrainConfig.from_yaml(ROOT / "potentials" / f"{name}.yaml")
+            if Path(preset.train).resolve() != Path(first.train).resolve():  # a stage on the version-2 pool
+                last += (f"; on the version-2 data (`{Path(preset.train).name}`), the version-1 structures keeping "
+                         "their training, validation and test parts")
             lines += ["", f"Stage {n} (`potentials/{name}.stage{n}.yaml`): the stage-{n - 1} potential trained further for "
                       f"{stage['minutes_each']:g} minutes on {where} ({stage['atomml']['steps']} steps, cosine "
                       f"learning-rate decay){last} "

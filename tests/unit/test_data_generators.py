@@ -143,3 +143,30 @@ def test_a_grown_pool_keeps_the_earlier_split(tmp_path):
     assert sorted(np.concatenate(parts).tolist()) == list(range(len(pool)))  # each structure once
     new_in_test = [i for i in parts[2] if keys[i] not in set(old_keys)]
     assert 6 <= len(new_in_test) <= 18  # about 20 % of the 60 new ones
+
+
+def test_copies_of_a_training_structure_never_reach_a_test_set(tmp_path):
+    """A structure held twice: wherever a random split put its copies, both end up in training."""
+    trainer = load_script("train_shipped_potentials")
+    from atomml.data import load_dataset
+    from atomml.training import TrainConfig
+
+    rng = np.random.default_rng(1)
+    frames = _frames(rng, 30)
+    doubled = frames + [frames[k] for k in range(30)]  # every structure twice
+    write(tmp_path / "v1.extxyz", doubled)
+    write(tmp_path / "v2.extxyz", doubled + _frames(rng, 20, start=30))
+    fractions = {"valid_fraction": 0.2, "test_fraction": 0.2, "split_by": "structure"}
+    chain = [TrainConfig(train=str(tmp_path / f"{v}.extxyz"), **fractions) for v in ("v1", "v2")]
+    for presets in (chain[:1], chain):
+        pool, parts = trainer.chain_split(presets)
+        parts = trainer.without_training_copies(pool, parts)
+        keys = trainer.structure_keys(pool)
+        train = {keys[b] for b in parts[0]}
+        assert not train & {keys[b] for b in np.concatenate(parts[1:])}
+    # growing the pool keeps every earlier training structure in training
+    old_pool, old_parts = trainer.chain_split(chain[:1])
+    old_keys = trainer.structure_keys(old_pool)
+    pool, parts = trainer.chain_split(chain)
+    keys = trainer.structure_keys(pool)
+    assert {old_keys[b] for b in old_parts[0]} <= {keys[b] for b in parts[0]}
