@@ -40,6 +40,15 @@ CARDS = {
         "(624 structures) are held out entirely, among them paracetamol, the molecule of the main job; the "
         "property benchmark's molecules and pairs are never trained on.",
         "speed_structure": ("md/structures/paracetamol.extxyz", 0.5),
+        "limits": "What it would take: the misses are small energy differences (torsion profiles, conformer "
+        "orderings within ~1 kcal/mol, hydrogen-bond wells) and bonds pulled beyond 1.3 times their length (the "
+        "O-H stretch of the benchmark rises to 180 kcal/mol at 1.6x where GFN2-xTB gives 60; no training frame "
+        "has a bond that long). A stage that added 3,210 rigid bond stretches fixed the stretch curves but, in 25 "
+        "minutes at this size, took the fit from everything else (held-out force MAE 47 meV/Å instead of 25; "
+        "`docs/experiments/tensornet-organic-gfn2.stretch.yaml`): it was not shipped. Meeting every target needs "
+        "both kinds of data at once and more capacity or time: a wider model (128 channels, 4x the cost per "
+        "step) or a few GPU-hours of training, and torsion and conformer data of the benchmark's chemistry "
+        "(ethers, thioethers, halo-alcohols: the training set has few).",
         "use": "MD of small organic molecules in vacuum near room temperature (0.5 fs steps), ML/MM with "
         "`MLPotential('atomml', potential='tensornet-organic-gfn2')`, conformer and torsion energetics, "
         "pairs of molecules within the 5 Å cutoff. Not for condensed phases of ML molecules (no bulk liquid "
@@ -61,6 +70,13 @@ CARDS = {
         "3D-periodic cells. Split by structure (seed 0): 85 % training, 5 % validation, 10 % held-out test, the "
         "version-1 structures keeping their version-1 parts.",
         "speed_structure": ("bulk", 2.0),
+        "limits": "What it would take: E(bcc) - E(fcc) is the clearest miss (the sign is wrong for Cu and Ni, and "
+        "half the EMT value for Ag, Au, Pd, Pt): the fit of the bcc, hcp and simple cubic training structures "
+        "stays at ~14 meV/atom, while the targets ask for a few meV/atom. At 32 channels and one layer the "
+        "potential shares its capacity between free atoms and clusters (27 meV/atom) and the crystals; stage 6's "
+        "fivefold energy weight gained 7 rows and lost 6 meV/Å in held-out force error. Meeting the targets needs "
+        "a larger model (64 channels, 2 layers: about 4x the cost per step) trained from scratch on the "
+        "version-2 data for a few GPU-hours, not more CPU minutes on this one.",
         "use": "MD, relaxations and cell filters of these metals and their alloys with ASE or OpenMM; structure "
         "ordering, defects and elasticity as far as the benchmark below shows.",
     },
@@ -124,7 +140,7 @@ def table(test: dict) -> list[str]:
     return rows
 
 
-def benchmark_lines(name: str, reference: str) -> list[str]:
+def benchmark_lines(name: str, reference: str, limits: str = "") -> list[str]:
     """The property benchmark of the shipped file (and of version 1 beside it) and its known limits."""
     folder = ROOT / "data" / "benchmarks"
     now_path, before_path = folder / f"validation_{name}.json", folder / f"validation_{name}_v1.json"
@@ -161,11 +177,16 @@ def benchmark_lines(name: str, reference: str) -> list[str]:
         lines.append("Measured by the benchmark above, where this file misses its target:")
         lines.append("")
         for r in failing:
-            lines.append(f"- {r['property']} of {r['system']}: {show(r['potential'])} against {show(r['reference'])} "
-                         f"{r['unit']} ({r['metric']} {show(r['error'])}; target {r['target']})"
+            if r["reference"] is None:  # a curve: its error metric is the value
+                value = f"{r['metric']} {show(r['error'])} {r['unit']}"
+            else:
+                value = f"{show(r['potential'])} against {show(r['reference'])} {r['unit']} ({r['metric']} {show(r['error'])})"
+            lines.append(f"- {r['property']} of {r['system']}: {value}; target {r['target']}"
                          + (f"; {r['note']}" if r["note"] else ""))
     else:
         lines.append("Every benchmark row with a target passes.")
+    if limits:
+        lines += ["", limits]
     return lines + [""]
 
 
@@ -210,7 +231,7 @@ def main() -> None:
             "Measured by the trainer on structures it never trained on (also in the file's header: "
             f"`atomml info {name}`).", "",
             *table(meta["test_metrics"]), "",
-            *benchmark_lines(name, "GFN2-xTB" if card["which"] == "organic" else "EMT"),
+            *benchmark_lines(name, "GFN2-xTB" if card["which"] == "organic" else "EMT", card.get("limits", "")),
             "## Training", "",
             f"Stage 1 (`potentials/{name}.yaml`): {comparison['minutes_each']:g} minutes of training on one CPU thread, "
             "side by side with torchmd-net 3.1's TensorNet of the same size trained by torchmd-net's own trainer "
@@ -225,6 +246,20 @@ def main() -> None:
                          f"{ours[test_name]['energy_mae_meV_per_atom']:.1f} | {peer[test_name]['energy_mae_meV_per_atom']:.1f} |")
         lines += ["", f"atomml took {comparison['atomml']['steps']} steps, torchmd-net "
                   f"{comparison['torchmd-net']['training']['steps']} (both batch {comparison['torchmd-net']['settings'].get('batch_size', '')})."]
+        for later in sorted(ROOT.glob(f"data/benchmarks/training_{card['which']}_vs_torchmdnet_*.json")):
+            again = json.loads(later.read_text())
+            ours, peer = again["atomml"]["test"], again["torchmd-net"]["tests"]
+            lines += ["", f"The same comparison on the version-2 data (`{Path(again['pool']).name}`, both from scratch, "
+                      f"{again['minutes_each']:g} minutes each on one CPU thread at the same time, the version-2 split; "
+                      f"`scripts/train_shipped_potentials.py {card['which']} --pool {again['pool']} "
+                      f"--minutes {again['minutes_each']:g}`; atomml took {again['atomml']['steps']} steps, torchmd-net "
+                      f"{again['torchmd-net']['training']['steps']}):", "",
+                      "| test set | atomml force MAE (meV/Å) | torchmd-net force MAE (meV/Å) | atomml energy MAE (meV/atom) "
+                      "| torchmd-net energy MAE (meV/atom) |", "|---|---|---|---|---|"]
+            for test_name in peer:
+                lines.append(f"| {test_name} | {ours[test_name]['force_mae_meV_per_A']:.1f} | "
+                             f"{peer[test_name]['force_mae_meV_per_A']:.1f} | {ours[test_name]['energy_mae_meV_per_atom']:.1f} | "
+                             f"{peer[test_name]['energy_mae_meV_per_atom']:.1f} |")
         stages = sorted(ROOT.glob(f"data/benchmarks/training_{card['which']}_stage*.json"),
                         key=lambda f: int(f.stem.rsplit("stage", 1)[1]))  # fmt: skip
         for i, stage_path in enumerate(stages):
