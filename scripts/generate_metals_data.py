@@ -62,11 +62,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
-import multiprocessing
-import os
-import signal
-import sys
-import time
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -82,7 +77,6 @@ from ase.io import read, write
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import Stationary, thermalize_momenta
 from ase.optimize import BFGS
-from tqdm import tqdm
 
 from atomml import units
 from atomml.files import concatenate, replacing, write_json
@@ -494,17 +488,9 @@ def main() -> None:
     print(f"{len(chosen)} materials x {len(COUNTS)} kinds = {len(chunks)} chunks; {len(pending)} to generate, "
           f"{len(chunks) - len(pending)} already finished (resume); {args.workers} workers")
 
-    # One thread per worker process (numpy's BLAS); spawned workers start with this environment.
-    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[variable] = "1"
-    # On SIGTERM (timeout, kill) leave through the pool's context manager, which ends the workers.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    start = time.perf_counter()
-    if pending:
-        with multiprocessing.get_context("spawn").Pool(min(args.workers, len(pending))) as pool:
-            for _ in tqdm(pool.imap_unordered(generate_chunk, pending), total=len(pending), unit="chunk"):
-                pass
-    elapsed = time.perf_counter() - start
+    from workers import run_jobs
+
+    elapsed = run_jobs(generate_chunk, pending, args.workers, "chunk")
 
     # metals.extxyz keeps version 1 (the first five kinds: what the version-1 presets train on);
     # metals_v2.extxyz holds every kind, in the same material-by-material order

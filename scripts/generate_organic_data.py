@@ -36,11 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
-import os
-import signal
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -373,6 +368,12 @@ def summarise(path: Path) -> dict:
     }
 
 
+def report_skipped(result: tuple[str, str | None]) -> None:
+    """Say which molecule (or pair) a worker left out, and why."""
+    if result[1] is not None:
+        tqdm.write(f"SKIPPED {result[0]}: {result[1]}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", type=Path, default=ROOT / "data" / "generated" / "organic")
@@ -398,22 +399,10 @@ def main() -> None:
     print(f"{len(train)} training + {len(held_out)} held-out molecules; {len(pending)} to label, "
           f"{len(train) + len(held_out) - len(pending)} already finished (resume); {args.workers} workers")
 
-    # One OpenMP thread per worker: the cores are shared out by processes, and a fixed reduction
-    # order keeps the MD bit-for-bit reproducible. Spawned workers start with this environment,
-    # so their OpenMP runtime (loaded with tblite) reads it.
-    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[variable] = "1"
-    # On SIGTERM (timeout, kill) leave through the pool's context manager, which ends the workers.
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    start = time.perf_counter()
-    if pending:
-        context = multiprocessing.get_context("spawn")
-        with context.Pool(min(args.workers, len(pending))) as pool:
-            jobs = [(m, args.seed, str(folder)) for m in pending]
-            for name, reason in tqdm(pool.imap_unordered(label_molecule, jobs), total=len(jobs), unit="mol"):
-                if reason is not None:
-                    tqdm.write(f"SKIPPED {name}: {reason}")
-    elapsed = time.perf_counter() - start
+    from workers import run_jobs
+
+    elapsed = run_jobs(label_molecule, [(m, args.seed, str(folder)) for m in pending], args.workers, "mol",
+                       report_skipped)
 
     skipped = {}
     for m in train + held_out:

@@ -48,12 +48,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
-import os
-import signal
 import sys
 import tempfile
-import time
 from importlib.metadata import version
 from pathlib import Path
 
@@ -66,10 +62,10 @@ from ase.vibrations import Vibrations
 from rdkit import Chem
 from rdkit.Chem import AllChem, rdMolTransforms
 from tblite.ase import TBLite
-from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from generate_organic_data import HELD_OUT, TRAINING, GenerationFailed, Molecule, check_lists, labelled_frame  # noqa: E402
+from generate_organic_data import (  # noqa: E402
+    HELD_OUT, TRAINING, GenerationFailed, Molecule, check_lists, labelled_frame, report_skipped)
 
 from atomml import units  # noqa: E402
 from atomml.files import concatenate, replacing, write_json, write_text  # noqa: E402
@@ -433,16 +429,9 @@ def main() -> None:
     pending = [job for job in jobs if not finished(job[-1])]
     print(f"{len(chosen)} molecules + {len(pairs)} pairs ({len(excluded)} pairs excluded as benchmark or held-out "
           f"systems: {', '.join(excluded) or 'none'}); {len(pending)} to label; {args.workers} workers")
-    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[variable] = "1"
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    start = time.perf_counter()
-    if pending:
-        with multiprocessing.get_context("spawn").Pool(min(args.workers, len(pending))) as pool:
-            for name, reason in tqdm(pool.imap_unordered(run_job, pending), total=len(pending), unit="job"):
-                if reason is not None:
-                    tqdm.write(f"SKIPPED {name}: {reason}")
-    elapsed = time.perf_counter() - start
+    from workers import run_jobs
+
+    elapsed = run_jobs(run_job, pending, args.workers, "job", report_skipped)
 
     done = [Path(job[-1]) for job in jobs if Path(job[-1]).exists() and job[0] != "stretch"]
     stretched = [Path(job[-1]) for job in jobs if Path(job[-1]).exists() and job[0] == "stretch"]

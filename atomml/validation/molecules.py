@@ -395,13 +395,7 @@ def plot_curves(path: Path, x, reference, potential, xlabel: str, title: str, ze
     ax.plot(x, potential, "o--", color="tab:red", markersize=4, label="potential")
     if zero_line:
         ax.axhline(0.0, color="grey", linewidth=0.5)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("energy (kcal/mol)")
-    ax.set_title(title, fontsize=9)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    _finish(plt, fig, ax, path, xlabel, "energy (kcal/mol)", title)
 
 
 def plot_parity(path: Path, reference, potential, title: str) -> None:
@@ -411,8 +405,13 @@ def plot_parity(path: Path, reference, potential, title: str) -> None:
     hi = math.ceil(max(np.max(reference), np.max(potential)))
     ax.plot([lo, hi], [lo, hi], "-", color="black", label="reference = potential")
     ax.plot(reference, potential, "o", color="tab:red", label="potential")
-    ax.set_xlabel("reference")
-    ax.set_ylabel("potential")
+    _finish(plt, fig, ax, path, "reference", "potential", title)
+
+
+def _finish(plt, fig, ax, path: Path, xlabel: str, ylabel: str, title: str) -> None:
+    """Label, title and legend a one-panel figure, write it as PNG and close it."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     ax.legend()
     fig.tight_layout()
