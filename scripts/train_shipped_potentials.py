@@ -69,19 +69,13 @@ def structure_keys(pool) -> list[bytes]:
     return keys
 
 
-def inherited_split(config: TrainConfig, pool, earlier: TrainConfig) -> list[np.ndarray]:
-    """Split a grown pool so that every structure of the earlier pool keeps its earlier part.
+def inherit(config: TrainConfig, pool, old_pool, old_parts: list[np.ndarray]) -> list[np.ndarray]:
+    """The parts of ``pool`` given the parts of the smaller ``old_pool`` it contains.
 
     A potential trained further on a larger pool must never be tested on structures it trained
     on before: the earlier pool's structures stay in their earlier part (found by their numbers
     and positions), and only the new ones are split, by the preset's fractions and seed.
     """
-    old_pool = load_dataset(earlier.train)
-    return inherit(config, pool, old_pool, split_indices(earlier, old_pool))
-
-
-def inherit(config: TrainConfig, pool, old_pool, old_parts: list[np.ndarray]) -> list[np.ndarray]:
-    """The parts of ``pool`` given the parts of the smaller ``old_pool`` it contains."""
     part_of: dict[bytes, int] = {}
     for part, indices in enumerate(old_parts):
         for key in structure_keys(old_pool.subset(indices)):
@@ -126,14 +120,22 @@ def without_training_copies(pool, parts: list[np.ndarray]) -> list[np.ndarray]:
     return out
 
 
-def pool_chain(name: str, config: TrainConfig, stage: int) -> list[TrainConfig]:
-    """The presets of the stages up to ``stage`` where the pool grew, oldest first, ending with
-    ``config`` (stage 1's preset alone when no stage changed the pool)."""
-    chain = []
+def preset_path(name: str, stage: int) -> Path:
+    """The preset of a shipped potential's training stage."""
+    return ROOT / "potentials" / (f"{name}.stage{stage}.yaml" if stage > 1 else f"{name}.yaml")
+
+
+def same_pool(a: str | Path, b: str | Path) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def pool_chain(name: str, stage: int) -> list[TrainConfig]:
+    """The presets of the stages up to ``stage`` where the pool grew, oldest first (stage 1's
+    preset alone when no stage changed the pool)."""
+    chain: list[TrainConfig] = []
     for n in range(1, stage + 1):
-        preset = config if n == stage else TrainConfig.from_yaml(
-            ROOT / "potentials" / (f"{name}.stage{n}.yaml" if n > 1 else f"{name}.yaml"))
-        if not chain or Path(preset.train).resolve() != Path(chain[-1].train).resolve():
+        preset = TrainConfig.from_yaml(preset_path(name, n))
+        if not chain or not same_pool(preset.train, chain[-1].train):
             chain.append(preset)
     return chain
 
@@ -141,7 +143,7 @@ def pool_chain(name: str, config: TrainConfig, stage: int) -> list[TrainConfig]:
 def write_splits(chain: list[TrainConfig], folder: Path) -> dict[str, Path]:
     """The last preset's train / valid / test split of its pool, as extxyz files (reused if
     present); with several presets in ``chain`` every earlier pool's structures keep their parts
-    (see :func:`inherited_split`)."""
+    (see :func:`inherit`)."""
     files = {part: folder / f"{part}.extxyz" for part in ("train", "valid", "heldout_conformations")}
     if all(f.exists() for f in files.values()):
         return files
@@ -181,8 +183,7 @@ def main() -> None:
         parser.error("--pool compares the two trainers from scratch: stage 1 only")
 
     name = PRESETS[args.which]
-    suffix = f".stage{args.stage}" if args.stage > 1 else ""
-    preset = ROOT / "potentials" / f"{name}{suffix}.yaml"
+    preset = preset_path(name, args.stage)
     if args.stage > 1:
         args.skip_peer = True
     config = TrainConfig.from_yaml(preset)
@@ -195,12 +196,10 @@ def main() -> None:
     # the stage that trained on that pool
     stage_of_pool = args.stage
     if args.pool is not None:
-        stage_of_pool = max([n for n in range(2, 10) if (ROOT / "potentials" / f"{name}.stage{n}.yaml").exists() and
-                             Path(TrainConfig.from_yaml(ROOT / "potentials" / f"{name}.stage{n}.yaml").train).resolve()
-                             == args.pool.resolve()], default=1)
-    chain = pool_chain(name, config, stage_of_pool) if stage_of_pool == args.stage else \
-        pool_chain(name, TrainConfig.from_yaml(ROOT / "potentials" / f"{name}.stage{stage_of_pool}.yaml"), stage_of_pool)
-    if Path(chain[-1].train).resolve() != Path(config.train).resolve():
+        stage_of_pool = max([n for n in range(2, 10) if preset_path(name, n).exists()
+                             and same_pool(TrainConfig.from_yaml(preset_path(name, n)).train, args.pool)], default=1)
+    chain = pool_chain(name, stage_of_pool)
+    if not same_pool(chain[-1].train, config.train):  # a --pool no stage trained on
         chain.append(config)
     grown = len(chain) > 1
     data = run / ("data-" + Path(config.train).stem if grown else "data")

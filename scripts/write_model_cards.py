@@ -20,6 +20,7 @@ import torch
 
 import atomml
 from atomml.training import TrainConfig
+from atomml.validation import show_value
 from atomml.units import EV_PER_A3_TO_GPA, NS_PER_FS, SECONDS_PER_DAY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,9 +168,9 @@ def benchmark_lines(name: str, reference: str, limits: str = "") -> list[str]:
         metric = "" if r["metric"] == "difference" else f" ({r['metric']})"
         unit = f" [{r['unit']}]" if r["unit"] else ""
         verdict = {True: "yes", False: "**no**", None: "–"}[r["passed"]]
-        was = "–" if old is None else (show(old["potential"]) if r["metric"] == "difference" else show(old["error"]))
-        lines.append(f"| {r['property']}{unit} | {r['system']} | {show(r['reference'])} | {show(r['potential'])} | "
-                     f"{show(r['error'])}{metric} | {was} | {r['target'] or '–'} | {verdict} |")
+        was = "–" if old is None else (show_value(old["potential"]) if r["metric"] == "difference" else show_value(old["error"]))
+        lines.append(f"| {r['property']}{unit} | {r['system']} | {show_value(r['reference'])} | {show_value(r['potential'])} | "
+                     f"{show_value(r['error'])}{metric} | {was} | {r['target'] or '–'} | {verdict} |")
     failing = [r for r in now["rows"] if r["passed"] is False]
     lines += ["", "The column *version 1* gives the earlier potential's value (or its error, for curve metrics).", "",
               "## Known limits", ""]
@@ -178,9 +179,9 @@ def benchmark_lines(name: str, reference: str, limits: str = "") -> list[str]:
         lines.append("")
         for r in failing:
             if r["reference"] is None:  # a curve: its error metric is the value
-                value = f"{r['metric']} {show(r['error'])} {r['unit']}"
+                value = f"{r['metric']} {show_value(r['error'])} {r['unit']}"
             else:
-                value = f"{show(r['potential'])} against {show(r['reference'])} {r['unit']} ({r['metric']} {show(r['error'])})"
+                value = f"{show_value(r['potential'])} against {show_value(r['reference'])} {r['unit']} ({r['metric']} {show_value(r['error'])})"
             lines.append(f"- {r['property']} of {r['system']}: {value}; target {r['target']}"
                          + (f"; {r['note']}" if r["note"] else ""))
     else:
@@ -188,10 +189,6 @@ def benchmark_lines(name: str, reference: str, limits: str = "") -> list[str]:
     if limits:
         lines += ["", limits]
     return lines + [""]
-
-
-def show(value: float | None) -> str:
-    return "–" if value is None else f"{value:.4g}"
 
 
 PRECISION_ROW = (  # atomml's precision policy: atomml/potential.py

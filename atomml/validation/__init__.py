@@ -106,13 +106,14 @@ class ValidationReport:
             verdict = {True: "yes", False: "**no**", None: "–"}[r["passed"]]
             unit = f" [{r['unit']}]" if r["unit"] else ""
             lines.append(
-                f"| {r['property']}{unit} | {r['system']} | {_show(r['reference'])} | {_show(r['potential'])} "
-                f"| {_show(r['error'])}{metric} | {r['target'] or '–'} | {verdict} |"
+                f"| {r['property']}{unit} | {r['system']} | {show_value(r['reference'])} | {show_value(r['potential'])} "
+                f"| {show_value(r['error'])}{metric} | {r['target'] or '–'} | {verdict} |"
             )
         return "\n".join(lines)
 
 
-def _show(value: float | None) -> str:
+def show_value(value: float | None) -> str:
+    """A benchmark value for display: four significant digits, a dash for none."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
     return f"{value:.4g}"

@@ -135,7 +135,7 @@ def test_a_grown_pool_keeps_the_earlier_split(tmp_path):
     config = TrainConfig(train=str(tmp_path / "v2.extxyz"), **fractions)
     old_pool, pool = load_dataset(earlier.train), load_dataset(config.train)
     old_parts = trainer.split_indices(earlier, old_pool)
-    parts = trainer.inherited_split(config, pool, earlier)
+    _, parts = trainer.chain_split([earlier, config])
     keys = trainer.structure_keys(pool)
     old_keys = trainer.structure_keys(old_pool)
     for old_part, part in zip(old_parts, parts):
@@ -148,7 +148,6 @@ def test_a_grown_pool_keeps_the_earlier_split(tmp_path):
 def test_copies_of_a_training_structure_never_reach_a_test_set(tmp_path):
     """A structure held twice: wherever a random split put its copies, both end up in training."""
     trainer = load_script("train_shipped_potentials")
-    from atomml.data import load_dataset
     from atomml.training import TrainConfig
 
     rng = np.random.default_rng(1)
