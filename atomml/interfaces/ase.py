@@ -19,8 +19,8 @@ from ase.calculators.calculator import (
     all_changes,
 )
 
-from .. import keys
-from ..graph import AtomicGraph, check_graph, from_ase
+from .. import fast, keys
+from ..graph import AtomicGraph, _ase_charge, check_graph, from_ase
 from ..neighbors import neighbor_list
 from ..potential import MIN_CELL_VOLUME, Potential
 from ..potential_file import load_potential
@@ -53,6 +53,16 @@ class AtomMLCalculator(Calculator):
             pays for a single small molecule, whose cost is per-operation overhead rather than
             arithmetic (an ML/MM solute), and can be slower for large or batched graphs:
             ``scripts/bench_tensornet.py --peers atomml,torchmdnet,atomml_compiled``.
+        small_system: "auto" (default), True or False: evaluate energy and forces through the
+            compiled fixed-shape path of :mod:`atomml.fast` (the same numbers to float32
+            round-off, several times faster for a molecule). "auto" moves a structure of at most
+            :data:`atomml.fast.MAX_ATOMS` atoms there once the calculator has been called
+            :data:`atomml.fast.AUTO_AFTER_CALLS` times in a row on it (MD, a relaxation): the
+            compile (~1 min the first time for a molecule size, seconds once cached on disk)
+            pays for itself only over many calls. True: from the first call; False: never; the
+            environment variable ``ATOMML_SMALL_SYSTEM=0`` turns "auto" off. Calls that want
+            stress or per-atom stresses, and potentials with long-range terms, use the
+            general path.
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "stresses"]
@@ -65,6 +75,7 @@ class AtomMLCalculator(Calculator):
         skin: float = 0.5,
         neighbor_backend: str = "auto",
         compile: bool = False,
+        small_system: bool | str = "auto",
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
@@ -89,6 +100,11 @@ class AtomMLCalculator(Calculator):
         self._reference: dict[str, np.ndarray] | None = None
         self._stress_wanted = False
         self._edges: tuple[torch.Tensor, torch.Tensor] | None = None
+        fast.auto_enabled(small_system)  # a bad value is an error now, not at the first call
+        self.small_system = small_system
+        self._small: fast.SmallSystemPath | None = None
+        self._small_key: tuple | None = None
+        self._calls_on_key = 0
 
     def check_state(self, atoms: Any, tol: float = 1e-15) -> list[str]:
         """ASE's changes plus those in ``atoms.info`` that the calculator reads (the total
@@ -146,6 +162,13 @@ class AtomMLCalculator(Calculator):
         # where it is defined: one calculator screens crystals and molecules alike.
         self._stress_wanted = self._stress_wanted or "stress" in properties
         want_stress = (self._stress_wanted or "stresses" in properties) and has_volume
+        small = None if want_stress or "stresses" in properties else self._small_system_path(atoms)
+        if small is not None:
+            cell = np.asarray(atoms.cell) if atoms.pbc.any() else None
+            energies, forces, atom_energies = small.evaluate(atoms.positions[None], cell)
+            energy = float(energies[0])
+            self.results = {"energy": energy, "free_energy": energy, "energies": atom_energies[0], "forces": forces[0]}
+            return
         graph = self._graph(atoms)
         out = self.potential(graph, compute_forces=True, compute_stress=want_stress)
         energy = float(out[keys.ENERGY].detach().sum())
@@ -159,6 +182,30 @@ class AtomMLCalculator(Calculator):
             self.results["stress"] = out[keys.STRESS][0].detach().cpu().double().numpy()
         if "stresses" in properties:  # not kept on for later calls: one extra evaluation each
             self.results["stresses"] = per_atom_virials(self.potential, graph)
+
+
+    def _small_system_path(self, atoms: Any) -> fast.SmallSystemPath | None:
+        """The small-system path for ``atoms`` if it is (or now becomes) the one to use."""
+        if not fast.auto_enabled(self.small_system) or fast.unsupported(self.potential) is not None:
+            return None
+        if self.small_system == "auto" and len(atoms) > fast.MAX_ATOMS:
+            return None
+        if len(self.potential.terms) and atoms.has("initial_charges"):
+            return None  # per-atom charges for the energy terms: the general path passes them
+        charge = _ase_charge(atoms)
+        key = (atoms.numbers.tobytes(), tuple(atoms.pbc.tolist()), charge)
+        if key != self._small_key:
+            self._small_key, self._calls_on_key, self._small = key, 0, None
+        self._calls_on_key += 1
+        if self._small is None:
+            wait = 1 if self.small_system is True else fast.AUTO_AFTER_CALLS
+            if self._calls_on_key < wait:
+                return None
+            self._small = fast.SmallSystemPath(
+                self.potential, atoms.numbers, cell=np.asarray(atoms.cell), pbc=atoms.pbc, charge=charge,
+                device=self.device, dtype=self.dtype, skin=self.skin,
+            )  # fmt: skip
+        return self._small
 
 
 def stress_defined(atoms: Any) -> bool:

@@ -19,15 +19,17 @@ file, an RDKit molecule or a SMILES string)::
 Options (to ``MLPotential`` or to ``createSystem`` / ``createMixedSystem``): ``potential``
 (required), ``precision`` ("single" or "double", default single), ``charge`` (total charge of
 the ML atoms, default 0), ``device`` (torch device, default CUDA if available), ``skin``
-(Verlet skin in Å, default 0.5), ``compile`` (``torch.compile`` the architecture, default
-False; see :class:`~atomml.interfaces.ase.AtomMLCalculator`: it pays for small ML regions only).
+(Verlet skin in Å, default 0.5), ``small_system`` ("auto", True or False: the compiled
+fixed-shape path of :mod:`atomml.fast` for ML regions of up to 256 atoms, chosen on its own
+after 20 steps with "auto"; :class:`AtomMLComputation`), ``compile`` (``torch.compile`` the
+architecture with dynamic shapes on the general path, default False).
 
 The force is an ``openmm.PythonForce`` (OpenMM >= 8.5), as openmm-ml itself runs MACE,
 NequIP and TorchMD-Net today: openmm-torch's TorchForce does not work with torch >= 2.10.
 Units are converted at this boundary only (nm <-> Å, kJ/mol <-> eV, :mod:`atomml.units`).
-The computation keeps an :class:`~atomml.interfaces.ase.AtomMLCalculator` and its Verlet-skin
-neighbour list across steps, so neighbour search runs only when an atom has moved more than
-half the skin or the box has changed.
+The computation keeps its evaluator and its Verlet-skin neighbour list across steps, so
+neighbour search runs only when an atom has moved more than half the skin or the box has
+changed.
 
 This module imports nothing from the entry-point module: openmm-ml imports that one while
 ``openmmml.mlpotential`` is half-imported, so the dependency runs one way only (plugin -> here).
@@ -61,33 +63,56 @@ FORCE_PER_EV_PER_A = units.EV_TO_KJ_PER_MOL * units.NM_TO_ANGSTROM  # eV/Å -> k
 
 
 class AtomMLComputation:
-    """The PythonForce callback: OpenMM state (nm) -> (energy kJ/mol, forces kJ/mol/nm)."""
+    """The PythonForce callback: OpenMM state (nm) -> (energy kJ/mol, forces kJ/mol/nm).
+
+    Lean per step: positions in, forces out, no ASE objects. The evaluator is
+    :class:`atomml.fast.GeneralPath` (a Verlet-skin neighbour list reused across steps), and
+    for an ML region of at most :data:`atomml.fast.MAX_ATOMS` atoms, after
+    :data:`atomml.fast.AUTO_AFTER_CALLS` steps, the compiled :class:`atomml.fast.SmallSystemPath`
+    (``small_system``: "auto", True from the first step, False never)."""
 
     def __init__(self, potential: Any, numbers: Iterable[int], periodic: bool, charge: float = 0.0,
                  precision: str = "single", device: str | None = None, skin: float = 0.5,
-                 compile: bool = False):  # fmt: skip
-        import ase
+                 compile: bool = False, small_system: bool | str = "auto"):  # fmt: skip
         import torch
 
-        from .ase import AtomMLCalculator
+        from .. import fast
+        from ..potential_file import load_potential
 
         dtypes = {"single": torch.float32, "double": torch.float64}
         if precision not in dtypes:
             raise ValueError(f"precision must be 'single' or 'double', got {precision!r}")
+        if not isinstance(potential, Potential):
+            potential = load_potential(potential)
+        fast.auto_enabled(small_system)  # a bad value is an error here, not at the first step
         self.periodic = bool(periodic)
-        self.atoms = ase.Atoms(numbers=list(numbers), pbc=self.periodic)
-        self.atoms.info["charge"] = total_charge(charge, "the charge option of createSystem")
-        self.calculator = AtomMLCalculator(potential, device=device, dtype=dtypes[precision], skin=skin, compile=compile)
-        self.atoms.calc = self.calculator
+        self.numbers = list(numbers)
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.options = {"pbc": self.periodic, "charge": total_charge(charge, "the charge option of createSystem"),
+                        "device": device, "dtype": dtypes[precision], "skin": skin}  # fmt: skip
+        self.general = fast.GeneralPath(potential, self.numbers, compile=compile, **self.options)
+        self.potential = self.general.potential
+        self.small_system = small_system
+        self.small: fast.SmallSystemPath | None = None
+        self.calls = 0
+        use_small = fast.auto_enabled(small_system) and fast.unsupported(potential) is None
+        self._small_after = None if not use_small else 1 if small_system is True else (
+            fast.AUTO_AFTER_CALLS if len(self.numbers) <= fast.MAX_ATOMS else None)  # fmt: skip
+
+    def evaluator(self) -> Any:
+        """The path this step takes (see the class docstring)."""
+        from .. import fast
+
+        self.calls += 1
+        if self.small is None and self._small_after is not None and self.calls >= self._small_after:
+            self.small = fast.SmallSystemPath(self.potential, self.numbers, **self.options)
+        return self.small if self.small is not None else self.general
 
     def __call__(self, state: Any) -> tuple[float, np.ndarray]:
         positions = state.getPositions(asNumpy=True).value_in_unit(unit.angstrom)
-        self.atoms.set_positions(positions)
-        if self.periodic:
-            self.atoms.set_cell(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.angstrom))
-        energy = self.atoms.get_potential_energy()
-        forces = self.atoms.get_forces()
-        return energy * units.EV_TO_KJ_PER_MOL, forces * FORCE_PER_EV_PER_A
+        cell = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.angstrom) if self.periodic else None
+        energy, forces = self.evaluator()(positions[None], cell)
+        return float(energy[0]) * units.EV_TO_KJ_PER_MOL, forces[0] * FORCE_PER_EV_PER_A
 
 
 class AtomMLPotentialImpl(MLPotentialImpl):
@@ -125,6 +150,7 @@ class AtomMLPotentialImpl(MLPotentialImpl):
             options["potential"], [a.element.atomic_number for a in included], periodic,
             charge=options.get("charge", 0.0), precision=options.get("precision", "single"),
             device=options.get("device"), skin=options.get("skin", 0.5), compile=bool(options.get("compile", False)),
+            small_system=options.get("small_system", "auto"),
         )  # fmt: skip
         force = openmm.PythonForce(computation)
         force.setForceGroup(forceGroup)

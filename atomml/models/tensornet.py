@@ -249,7 +249,7 @@ class Interaction(nn.Module):
         # self-loop adds each atom's own features with the filter at distance 0
         nodes = torch.cat((scalar.unsqueeze(1), vector, sym), dim=1)
         msg = pair_convolution(nodes, filt, envelope, i, j, both_ways, _SIZES)
-        msg = msg + nodes * torch.repeat_interleave(filt0, torch.tensor(_SIZES, device=filt0.device), dim=0)
+        msg = msg + nodes * torch.cat([filt0[k : k + 1].expand(n, -1) for k, n in enumerate(_SIZES)])
         msg = entries(msg[:, 0], msg[:, 1:4], msg[:, 4:])
 
         if self.o3:

@@ -9,6 +9,7 @@ dominate the run time of SchNet- and TensorNet-like models, and the memory autog
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -36,10 +37,32 @@ def _chunk(row_elements: int, element_size: int, minimum: int = 64) -> int:
     return max(minimum, CHUNK_BYTES // max(row_elements * element_size, 1))
 
 
+# True while the edge list is in the paired layout: its first half holds one edge of each pair
+# and its second half the reverse edges in the same order. The small-system path
+# (:mod:`atomml.fast`) lays out its padded lists so, and sets this while it traces and runs, so
+# that a compiled model finds its half edges by slicing, a shape known before the call.
+PAIRED_LAYOUT = False
+
+
+@contextlib.contextmanager
+def paired_layout():
+    """Within this block, edge lists given to :func:`pair_list` are in the paired layout."""
+    global PAIRED_LAYOUT
+    before, PAIRED_LAYOUT = PAIRED_LAYOUT, True
+    try:
+        yield
+    finally:
+        PAIRED_LAYOUT = before
+
+
 def pair_list(edge_index: Tensor, edge_vec: Tensor, cell_shift: Tensor) -> tuple[Tensor, Tensor, Tensor, bool]:
     """(i, j, vec, both_ways) for message passing: eagerly one edge per pair with messages both
     ways; while being compiled or exported the full list, messages one way (selecting half the
-    edges has a data-dependent size, which the compilers cannot trace into one graph)."""
+    edges has a data-dependent size, which the compilers cannot trace into one graph), unless
+    the list is in the paired layout (:func:`paired_layout`), whose first half is one edge per pair."""
+    if PAIRED_LAYOUT:
+        half = edge_index.shape[1] // 2
+        return edge_index[0, :half], edge_index[1, :half], edge_vec[:half], True
     if torch.compiler.is_compiling():
         return edge_index[0], edge_index[1], edge_vec, False
     pair = half_edges(edge_index, cell_shift)
