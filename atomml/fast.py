@@ -32,6 +32,7 @@ the architecture's cutoff, or beyond every cutoff (Coulomb), take the general pa
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
@@ -61,6 +62,8 @@ AUTO_AFTER_CALLS = 20
 # Inductor's artefacts (generated C++ and compiled kernels) survive the process here, unless
 # the user named a place with TORCHINDUCTOR_CACHE_DIR.
 CACHE_DIR = Path(os.environ.get("ATOMML_CACHE_DIR", Path.home() / ".cache" / "atomml")) / "inductor"
+# At most this many atoms in all replicas together run on one CPU thread (SmallSystemPath's threads).
+SERIAL_ATOMS = 128
 GHOSTS = 2
 GHOST_DISTANCE = 1.5  # Å between the two ghosts (any distance works; a bond length is a sane one)
 ENVIRONMENT_SWITCH = "ATOMML_SMALL_SYSTEM"  # "0" turns the automatic choice off everywhere
@@ -101,6 +104,9 @@ class SmallSystemPath:
         device, dtype: where and in which precision the network runs (geometry stays float64).
         skin: Verlet skin (Å) of the reused neighbour list.
         compile: False runs the same padded inputs eagerly (for tests and as the fallback).
+        threads: CPU threads for the call; default 1 for at most :data:`SERIAL_ATOMS` atoms in all
+            replicas (kernels this small run slower when split: measured 1.8x on one aspirin on a
+            2-core CPU, ``scripts/bench_small_molecules.py``), else torch's setting.
 
     Call with positions (K, N, 3) or (N, 3) in Å (and ``cell`` (K, 3, 3) or (3, 3) for a
     periodic system whose cell changes); returns (energies (K,) eV, forces (K, N, 3) eV/Å),
@@ -120,6 +126,7 @@ class SmallSystemPath:
         dtype: torch.dtype = torch.float32,
         skin: float = 0.5,
         compile: bool = True,
+        threads: int | None = None,
     ):
         reason = unsupported(potential)
         if reason:
@@ -137,6 +144,9 @@ class SmallSystemPath:
         self.skin = float(skin)
         self.cutoff = self.potential.cutoff
         self.compiled = bool(compile)
+        if threads is None and self.device.type == "cpu":
+            threads = 1 if replicas * len(numbers) <= SERIAL_ATOMS else None
+        self.threads = threads
         self.neighbor_list_builds = 0
         self.compiles = 0
         self.compile_seconds = 0.0
@@ -269,7 +279,7 @@ class SmallSystemPath:
         all_cells[:k] = torch.from_numpy(np.array(cells)).to(self.device)
         all_positions.requires_grad_(True)
         inputs = (all_positions, self._species, self._batch, all_cells, self._pbc, self._charge, edges, shifts)
-        with paired_layout():
+        with paired_layout(), _torch_threads(self.threads):
             energy, atom_energies = self._run(inputs, capacity)
             (grad,) = torch.autograd.grad(energy[:k].sum(), all_positions)
         forces = -grad[: k * n].detach().reshape(k, n, 3)
@@ -300,6 +310,20 @@ class SmallSystemPath:
         self.compile_seconds += time.perf_counter() - start
         self._compiled_for = (capacity, inputs[3].shape)
         return energy
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None):
+    """torch's CPU threads set to ``threads`` within the block (None: unchanged); ~10 µs."""
+    before = torch.get_num_threads()
+    if threads is None or threads == before:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _energy_function(potential: Potential, single_cell: bool) -> Any:

@@ -64,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--engine", choices=["ase", "openmm"], default="ase",
                     help="ase: ASE integrators, any periodicity; openmm: OpenMM through openmm-ml (DCD output) "
                     "(default: %(default)s)")
+    md.add_argument("--replicas", type=int, default=1,
+                    help="K independent replicas of the structure (own initial velocities and noise from --seed), all "
+                    "evaluated in one batched call per step: trajectories <name>.r0.extxyz ... <name>.r<K-1>.extxyz and "
+                    "one log with a replica column; nve/nvt, ase engine (default: %(default)s)")
+    md.add_argument("--small-system", choices=["auto", "on", "off"], default="auto",
+                    help="the compiled fixed-shape path for small molecules (atomml.fast): on, off, or auto (molecules of "
+                    "up to 256 atoms; ATOMML_SMALL_SYSTEM=0 turns auto off). The first compile of a molecule size takes "
+                    "about a minute on a CPU, seconds once cached (default: %(default)s)")
     md.add_argument("--trajectory", "-o", default=None,
                     help="output trajectory (default md.extxyz; md.dcd with --engine openmm)")
     md.add_argument("--log", default=None, help="log file (default: trajectory name with .log)")

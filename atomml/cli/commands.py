@@ -11,11 +11,49 @@ import numpy as np
 
 from .. import units
 
+SMALL_SYSTEM = {"auto": "auto", "on": True, "off": False}  # --small-system -> the library's setting
 
-def _calculator(potential: str, device: str | None, dtype: str):
+
+def _calculator(potential: str, device: str | None, dtype: str, small_system: bool | str = "auto"):
     from ..interfaces.ase import AtomMLCalculator
 
-    return AtomMLCalculator(potential, device=device, dtype=dtype)
+    return AtomMLCalculator(potential, device=device, dtype=dtype, small_system=small_system)
+
+
+def _check_replicas(args: argparse.Namespace) -> None:
+    """Refuse a --replicas request that cannot run, before anything is loaded."""
+    if args.replicas < 1:
+        raise ValueError(f"--replicas must be at least 1, got {args.replicas}")
+    if args.replicas == 1:
+        return
+    if args.engine == "openmm":
+        raise ValueError("--replicas with --engine openmm is not supported yet: run the replicas with the ase engine "
+                         "(the default), or one replica at a time in OpenMM")  # fmt: skip
+    if args.ensemble == "npt":
+        raise ValueError("--replicas runs nve or nvt only (the replica engine has no barostat): run npt without "
+                         "--replicas (one replica)")  # fmt: skip
+
+
+def _replica_evaluator(atoms, potential_name: str, replicas: int, small_system: bool | str, device: str, dtype: str):
+    """The batched evaluator of ``replicas`` copies of ``atoms`` (:func:`atomml.fast.replica_evaluator`)."""
+    import torch
+
+    from ..errors import InputError
+    from ..fast import replica_evaluator
+    from ..graph import _ase_charge
+    from ..potential_file import load_potential
+
+    potential = load_potential(potential_name)
+    if len(potential.terms) and atoms.has("initial_charges"):
+        raise InputError(
+            "the structure carries per-atom (initial) charges for the potential's energy terms, which --replicas "
+            "does not pass on: run it without --replicas, or remove the per-atom charges"
+        )
+    periodic = bool(atoms.pbc.any())
+    return replica_evaluator(
+        potential, atoms.numbers, replicas=replicas, small_system=small_system, charge=_ase_charge(atoms),
+        device=device, dtype=getattr(torch, dtype), cell=atoms.cell.array if periodic else None, pbc=atoms.pbc,
+    )  # fmt: skip
 
 
 def _read_structure(path: str):
@@ -64,6 +102,7 @@ def md(args: argparse.Namespace) -> int:
     from ..potential_file import read_header
     from ..threads import set_threads
 
+    _check_replicas(args)
     threads = set_threads(args.threads)
     atoms = _read_structure(args.structure)
     if args.charge is not None:
@@ -86,14 +125,32 @@ def md(args: argparse.Namespace) -> int:
         barostat_interval=args.barostat_interval,
     )
     args.trajectory = args.trajectory or ("md.dcd" if args.engine == "openmm" else "md.extxyz")
+    small_system = SMALL_SYSTEM[args.small_system]
+    evaluator = None
+    if args.replicas > 1:
+        from ..dynamics.replicas import replica_trajectories
+
+        evaluator = _replica_evaluator(atoms, args.potential, args.replicas, small_system, device, args.dtype)
+        paths = replica_trajectories(args.trajectory, args.replicas)
+        path_name = "small-system path" if type(evaluator).__name__ == "SmallSystemPath" else "general path"
+        output = f"{args.replicas} replicas ({path_name}, one batched call per step), output {paths[0]} ... {paths[-1]}"
+    else:
+        output = f"output {args.trajectory}"
     print(
         f"atomml md: potential {args.potential} ({' '.join(header['elements'])}), engine {args.engine}, device {device}, "
         f"{args.dtype}, {threads} thread{'s' * (threads != 1)}, charge {total_charge(atoms)}, "
         f"{settings.ensemble.upper()} {settings.temperature:g} K, timestep {timestep:g} fs ({timestep_source}), "
-        f"{settings.steps} steps, output {args.trajectory}",
+        f"{settings.steps} steps, {output}",
         file=sys.stderr,
     )
-    if args.engine == "openmm":
+    if evaluator is not None:
+        from ..dynamics.replicas import run_replicas
+
+        result = run_replicas(
+            atoms, evaluator, settings, trajectory=args.trajectory, log=args.log, restart=not args.overwrite,
+            progress=not args.no_progress, replicas=args.replicas,
+        )  # fmt: skip
+    elif args.engine == "openmm":
         from ..dynamics.openmm import run_openmm_md
 
         result = run_openmm_md(
@@ -104,7 +161,7 @@ def md(args: argparse.Namespace) -> int:
     else:
         result = run_md(
             atoms,
-            _calculator(args.potential, device, args.dtype),
+            _calculator(args.potential, device, args.dtype, small_system),
             settings,
             trajectory=args.trajectory,
             log=args.log,

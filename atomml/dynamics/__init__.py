@@ -11,6 +11,8 @@ A run holds its trajectory's lock (:mod:`atomml.locks`) from start to end: one w
   Monte Carlo barostats), its options, and the run summary's mean cell.
 - :mod:`atomml.dynamics.openmm`: :func:`run_openmm_md`, the same run in OpenMM (DCD trajectory;
   imports OpenMM only when called).
+- :mod:`atomml.dynamics.replicas`: :func:`run_replicas`, K independent replicas of one molecule
+  (NVE or Langevin BAOAB) with one batched evaluation per step (:mod:`atomml.fast`).
 """
 
 from __future__ import annotations
@@ -18,5 +20,6 @@ from __future__ import annotations
 from .ase import run_md
 from .frames import MDResult, MDSettings
 from .openmm import run_openmm_md
+from .replicas import run_replicas
 
-__all__ = ["MDResult", "MDSettings", "run_md", "run_openmm_md"]
+__all__ = ["MDResult", "MDSettings", "run_md", "run_openmm_md", "run_replicas"]

@@ -90,14 +90,17 @@ class AtomMLComputation:
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.options = {"pbc": self.periodic, "charge": total_charge(charge, "the charge option of createSystem"),
                         "device": device, "dtype": dtypes[precision], "skin": skin}  # fmt: skip
-        self.general = fast.GeneralPath(potential, self.numbers, compile=compile, **self.options)
-        self.potential = self.general.potential
         self.small_system = small_system
         self.small: fast.SmallSystemPath | None = None
         self.calls = 0
         use_small = fast.auto_enabled(small_system) and fast.unsupported(potential) is None
         self._small_after = None if not use_small else 1 if small_system is True else (
             fast.AUTO_AFTER_CALLS if len(self.numbers) <= fast.MAX_ATOMS else None)  # fmt: skip
+        # ``compile`` is for the general path, when it is the path of the whole run: a second
+        # compile for the first few steps before the small-system path takes over would not pay
+        compile = compile and self._small_after is None
+        self.general = fast.GeneralPath(potential, self.numbers, compile=compile, **self.options)
+        self.potential = self.general.potential
 
     def evaluator(self) -> Any:
         """The path this step takes (see the class docstring)."""
