@@ -304,8 +304,10 @@ class SmallSystemPath:
 
         start = time.perf_counter()
         try:
-            graph = make_fx(self._function)(*inputs)
-            program = inductor_compile(graph, list(inputs))
+            fake_inputs = _fake(inputs)
+            graph = make_fx(self._function, tracing_mode="fake", _allow_non_fake_inputs=True)(*fake_inputs)
+            with torch._guards.tracing(torch._guards.TracingContext(fake_inputs[0].fake_mode)):
+                program = inductor_compile(graph, list(inputs))
         except Exception as exc:  # noqa: BLE001 - any compiler failure: the same function, eagerly
             warnings.warn(
                 f"the small-system path could not be compiled ({type(exc).__name__}: {str(exc)[:200]}); running "
@@ -319,6 +321,17 @@ class SmallSystemPath:
         self.compile_seconds += time.perf_counter() - start
         self._compiled[capacity] = program
         return program
+
+
+def _fake(inputs: tuple[Tensor, ...]) -> list[Tensor]:
+    """Fake copies of ``inputs`` (shapes only) in a mode with a shape environment, static shapes:
+    a graph traced from them can be looked up in inductor's on-disk cache (one traced from real
+    tensors is compiled anew in every process)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.experimental.symbolic_shapes import ShapeEnv
+
+    mode = FakeTensorMode(shape_env=ShapeEnv(), allow_non_fake_inputs=True, static_shapes=True)
+    return [mode.from_tensor(x, static_shapes=True) for x in inputs]
 
 
 @contextlib.contextmanager
