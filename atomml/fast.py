@@ -107,8 +107,9 @@ class SmallSystemPath:
         skin: Verlet skin (Å) of the reused neighbour list.
         compile: False runs the same padded inputs eagerly (for tests and as the fallback).
         threads: CPU threads for the call; default 1 for at most :data:`SERIAL_ATOMS` atoms in all
-            replicas (kernels this small run slower when split: measured 1.8x on one aspirin on a
-            2-core CPU, ``scripts/bench_small_molecules.py``), else torch's setting.
+            replicas, else torch's setting: kernels this small gain nothing from a second thread
+            and lose to OpenMP's waits (one aspirin, the graph under ``torch.compile`` on a 2-core
+            CPU: 2.6 ms on 1 thread, 4.6 ms on 2).
         announce: write a line to stderr when a compile starts.
 
     Call with positions (K, N, 3) or (N, 3) in Å (and ``cell`` (K, 3, 3) or (3, 3) for a
@@ -427,12 +428,15 @@ class GeneralPath:
 def replica_evaluator(potential: Potential, numbers: Sequence[int], *, replicas: int = 1,
                       small_system: bool | str = "auto", **options: Any) -> SmallSystemPath | GeneralPath:  # fmt: skip
     """The evaluator of K replicas of one molecule: :class:`SmallSystemPath` where it applies
-    (``small_system`` True, or "auto" with at most :data:`MAX_ATOMS` atoms per replica and
+    (``small_system`` True, or "auto" with at most :data:`MAX_ATOMS` atoms in all replicas and
     ``ATOMML_SMALL_SYSTEM`` not 0), else :class:`GeneralPath`. ``options``: cell, pbc, charge,
     device, dtype, skin. Both are called as ``evaluator(positions (K, N, 3)) -> (E (K,), F (K, N, 3))``."""
     reason = unsupported(potential)
     if small_system is True and reason:
         raise ValueError(f"the small-system path cannot run this potential: {reason}")
-    if auto_enabled(small_system) and reason is None and (small_system is True or len(numbers) <= MAX_ATOMS):
+    # "auto" counts the atoms of all replicas: the compiled program's advantage is per-call
+    # overhead, gone by ~300 atoms (16 aspirins: 1.3x faster on 1 thread, 0.8x on 2;
+    # data/benchmarks/small_molecules_12t.json)
+    if auto_enabled(small_system) and reason is None and (small_system is True or replicas * len(numbers) <= MAX_ATOMS):
         return SmallSystemPath(potential, numbers, replicas=replicas, **options)
     return GeneralPath(potential, numbers, replicas=replicas, **options)
