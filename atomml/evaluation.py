@@ -23,8 +23,7 @@ import torch
 from . import keys
 from .errors import InputError
 from .graph import AtomicGraph, batch_graphs, from_ase, from_pymatgen
-from .interfaces.ase import potential_on
-from .potential import MIN_CELL_VOLUME, Potential
+from .potential import MIN_CELL_VOLUME, Potential, potential_on
 from .potential_file import load_potential
 
 

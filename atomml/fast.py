@@ -53,7 +53,7 @@ from .errors import InputError
 from .graph import AtomicGraph, check_graph
 from .neighbors import neighbor_list
 from .nn.pairs import half_edges, paired_layout
-from .potential import MIN_DISTANCE, Potential
+from .potential import MIN_DISTANCE, Potential, potential_on
 
 # The largest molecule the calculator and the OpenMM force move to this path on their own.
 MAX_ATOMS = 256
@@ -374,8 +374,6 @@ class GeneralPath:
     def __init__(self, potential: Potential, numbers: Sequence[int], *, replicas: int = 1, cell: Any = None,
                  pbc: Any = False, charge: float = 0.0, device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32, skin: float = 0.5, compile: bool = False):  # fmt: skip
-        from .interfaces.ase import potential_on
-
         self.device = torch.device(device)
         self.potential = potential_on(potential, self.device, dtype).eval()
         if compile:  # the architecture under torch.compile with dynamic shapes, on a copy

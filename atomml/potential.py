@@ -21,6 +21,7 @@ the ~1e-2 eV of a float32 sum of -1e5 eV totals.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -313,3 +314,15 @@ def edge_vectors(
         return vec + shift @ cell[0]
     return vec + torch.bmm(shift.unsqueeze(1), cell[batch[i]]).squeeze(1)
 
+
+def potential_on(potential: Potential, device: str | torch.device, dtype: torch.dtype) -> Potential:
+    """``potential`` itself if it already has ``device`` and ``dtype``, else a converted copy:
+    ``Module.to`` works in place, and the caller (or an earlier calculator built from the same
+    object) must keep the precision and device it had."""
+    device = torch.device(device)
+    current = potential.network_dtype.device
+    if device.type == "cuda" and device.index is None and current.type == "cuda":
+        device = torch.device("cuda", torch.cuda.current_device())
+    if potential.dtype == dtype and current == device:
+        return potential
+    return copy.deepcopy(potential).to(device=device, dtype=dtype)

@@ -22,7 +22,7 @@ from ase.calculators.calculator import (
 from .. import fast, keys
 from ..graph import AtomicGraph, _ase_charge, check_graph, from_ase
 from ..neighbors import neighbor_list
-from ..potential import MIN_CELL_VOLUME, Potential
+from ..potential import MIN_CELL_VOLUME, Potential, potential_on
 from ..potential_file import load_potential
 
 INFO_INPUTS = ("charge",)  # the keys of atoms.info that the calculator reads
@@ -57,7 +57,7 @@ class AtomMLCalculator(Calculator):
             compiled fixed-shape path of :mod:`atomml.fast` (the same numbers to float32
             round-off, several times faster for a molecule). "auto" moves a structure of at most
             :data:`atomml.fast.MAX_ATOMS` atoms there once the calculator has been called
-            :data:`atomml.fast.AUTO_AFTER_CALLS` times in a row on it (MD, a relaxation): the
+            :data:`atomml.fast.AUTO_AFTER_CALLS` times in a row on it (an MD run; not a relaxation): the
             compile (~1 min the first time for a molecule size, seconds once cached on disk)
             pays for itself only over many calls. True: from the first call; False: never; the
             environment variable ``ATOMML_SMALL_SYSTEM=0`` turns "auto" off. Calls that want
@@ -211,19 +211,6 @@ class AtomMLCalculator(Calculator):
 def stress_defined(atoms: Any) -> bool:
     """Whether ``atoms`` has a stress: periodic along some axis, with a cell of non-zero volume."""
     return bool(atoms.pbc.any()) and abs(float(atoms.cell.volume)) > MIN_CELL_VOLUME
-
-
-def potential_on(potential: Potential, device: str | torch.device, dtype: torch.dtype) -> Potential:
-    """``potential`` itself if it already has ``device`` and ``dtype``, else a converted copy:
-    ``Module.to`` works in place, and the caller (or an earlier calculator built from the same
-    object) must keep the precision and device it had."""
-    device = torch.device(device)
-    current = potential.network_dtype.device
-    if device.type == "cuda" and device.index is None and current.type == "cuda":
-        device = torch.device("cuda", torch.cuda.current_device())
-    if potential.dtype == dtype and current == device:
-        return potential
-    return copy.deepcopy(potential).to(device=device, dtype=dtype)
 
 
 def per_atom_virials(potential: Potential, graph: AtomicGraph) -> np.ndarray:

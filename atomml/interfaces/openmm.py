@@ -21,7 +21,7 @@ Options (to ``MLPotential`` or to ``createSystem`` / ``createMixedSystem``): ``p
 the ML atoms, default 0), ``device`` (torch device, default CUDA if available), ``skin``
 (Verlet skin in Å, default 0.5), ``small_system`` ("auto", True or False: the compiled
 fixed-shape path of :mod:`atomml.fast` for ML regions of up to 256 atoms, chosen on its own
-after 20 steps with "auto"; :class:`AtomMLComputation`), ``compile`` (``torch.compile`` the
+after 200 steps with "auto"; :class:`AtomMLComputation`), ``compile`` (``torch.compile`` the
 architecture with dynamic shapes on the general path, default False).
 
 The force is an ``openmm.PythonForce`` (OpenMM >= 8.5), as openmm-ml itself runs MACE,
