@@ -94,7 +94,57 @@ def _round_up(n: int, step: int = 16) -> int:
     return max(step, -(-n // step) * step)
 
 
-class SmallSystemPath:
+class _Replicas:
+    """What both evaluators share: K replicas of one molecule (atoms, cell, periodicity, charge),
+    the call, positions and cells in their shapes, and Verlet's criterion for reusing the
+    neighbour list (rebuilt when an atom has moved more than half the skin or a cell changed)."""
+
+    def __init__(self, numbers: Sequence[int], replicas: int, cell: Any, pbc: Any, charge: float, skin: float):
+        if replicas < 1:
+            raise ValueError(f"replicas must be at least 1, got {replicas}")
+        self.numbers = np.asarray(numbers, dtype=np.int64)
+        self.n_atoms, self.replicas = len(self.numbers), int(replicas)
+        self.pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,)).copy()
+        self.periodic = bool(self.pbc.any())
+        self.cell = np.zeros((3, 3)) if cell is None else np.asarray(cell, dtype=np.float64).reshape(3, 3)
+        self.charge, self.skin = float(charge), float(skin)
+        self.neighbor_list_builds = 0
+        self._reference: np.ndarray | None = None  # positions of the last neighbour-list build
+        self._reference_cells: np.ndarray | None = None
+
+    def __call__(self, positions: Any, cell: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        energy, forces, _ = self.evaluate(positions, cell)
+        return energy, forces
+
+    def evaluate(self, positions: Any, cell: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(energies (K,), forces (K, N, 3), per-atom energies (K, N)) in eV and eV/Å."""
+        raise NotImplementedError
+
+    def _positions(self, positions: Any) -> np.ndarray:
+        positions = np.asarray(positions, dtype=np.float64).reshape(self.replicas, self.n_atoms, 3)
+        if not np.isfinite(positions).all():
+            raise InputError("positions contain NaN or infinite values: the structure (or the dynamics) broke down")
+        return positions
+
+    def _cells(self, cell: Any) -> np.ndarray:
+        cells = self.cell if cell is None else np.asarray(cell, dtype=np.float64).reshape(-1, 3, 3)
+        return np.array(np.broadcast_to(cells, (self.replicas, 3, 3)))
+
+    def _needs_rebuild(self, positions: np.ndarray, cells: np.ndarray) -> bool:
+        if self._reference is None or self._reference_cells is None:
+            return True
+        if not np.array_equal(cells, self._reference_cells):
+            return True
+        moved = np.einsum("kni,kni->kn", positions - self._reference, positions - self._reference)
+        return bool(moved.max(initial=0.0) > (0.5 * self.skin) ** 2)
+
+    def _built(self, positions: np.ndarray, cells: np.ndarray) -> None:
+        """Record a neighbour-list build at these positions and cells."""
+        self._reference, self._reference_cells = positions.copy(), cells.copy()
+        self.neighbor_list_builds += 1
+
+
+class SmallSystemPath(_Replicas):
     """Energies and forces of K replicas of one molecule (or small periodic cell) per call.
 
     Args:
@@ -136,24 +186,15 @@ class SmallSystemPath:
         reason = unsupported(potential)
         if reason:
             raise ValueError(f"the small-system path cannot run this potential: {reason}")
-        if replicas < 1:
-            raise ValueError(f"replicas must be at least 1, got {replicas}")
+        super().__init__(numbers, replicas, cell, pbc, charge, skin)
         self.device = torch.device(device)
         self.potential = copy.deepcopy(potential).to(device=self.device, dtype=dtype).eval().requires_grad_(False)
-        self.numbers = np.asarray(numbers, dtype=np.int64)
-        self.n_atoms, self.replicas = len(self.numbers), int(replicas)
-        self.pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,)).copy()
-        self.periodic = bool(self.pbc.any())
-        self.cell = np.zeros((3, 3)) if cell is None else np.asarray(cell, dtype=np.float64).reshape(3, 3)
-        self.charge = float(charge)
-        self.skin = float(skin)
         self.cutoff = self.potential.cutoff
         self.compiled = bool(compile)
         if threads is None and self.device.type == "cpu":
             threads = 1 if replicas * len(numbers) <= SERIAL_ATOMS else None
         self.threads = threads
         self.announce = announce  # a line on stderr when a compile starts (it takes a while)
-        self.neighbor_list_builds = 0
         self.compiles = 0
         self.compile_seconds = 0.0
         k, n = self.replicas, self.n_atoms
@@ -179,8 +220,6 @@ class SmallSystemPath:
                                 pbc=torch.zeros((1, 3), dtype=torch.bool, device=dev),
                                 total_charge=torch.tensor([self.charge], dtype=torch.float64, device=dev))  # fmt: skip
             pot._warn_open_shell(graph)
-        self._reference: np.ndarray | None = None  # positions of the last neighbour-list build
-        self._reference_cells: np.ndarray | None = None
         self._pairs = np.zeros((2, 0), dtype=np.int64)  # one edge per pair of the skin list
         self._shifts = np.zeros((0, 3))
         self.capacity = 0
@@ -190,20 +229,6 @@ class SmallSystemPath:
             os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(CACHE_DIR))
 
     # -- neighbour list --------------------------------------------------------------------
-
-    def _cells(self, cell: Any) -> np.ndarray:
-        if cell is None:
-            return np.broadcast_to(self.cell, (self.replicas, 3, 3))
-        cells = np.asarray(cell, dtype=np.float64)
-        return np.broadcast_to(cells.reshape(-1, 3, 3), (self.replicas, 3, 3))
-
-    def _needs_rebuild(self, positions: np.ndarray, cells: np.ndarray) -> bool:
-        if self._reference is None or self._reference_cells is None:
-            return True
-        if not np.array_equal(cells, self._reference_cells):
-            return True
-        moved = np.einsum("kni,kni->kn", positions - self._reference, positions - self._reference)
-        return bool(moved.max(initial=0.0) > (0.5 * self.skin) ** 2)
 
     def _rebuild(self, positions: np.ndarray, cells: np.ndarray) -> None:
         k, n = self.replicas, self.n_atoms
@@ -219,8 +244,7 @@ class SmallSystemPath:
         half = half_edges(edge_index, shift)
         self._pairs = edge_index[:, half].numpy()
         self._shifts = shift[half].to(torch.float64).numpy()
-        self._reference, self._reference_cells = positions.copy(), np.array(cells)
-        self.neighbor_list_builds += 1
+        self._built(positions, cells)
         # a molecule never has more pairs than its atoms make; a periodic cell may grow
         most = k * n * (n - 1) // 2 if not self.periodic else None
         if self._pairs.shape[1] > self.capacity:  # room for 5% more pairs at later builds
@@ -256,24 +280,17 @@ class SmallSystemPath:
 
     # -- evaluation ------------------------------------------------------------------------
 
-    def __call__(self, positions: Any, cell: Any = None) -> tuple[np.ndarray, np.ndarray]:
-        energy, forces, _ = self.evaluate(positions, cell)
-        return energy, forces
-
     def evaluate(self, positions: Any, cell: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(energies (K,), forces (K, N, 3), per-atom energies (K, N)) in eV and eV/Å."""
         k, n = self.replicas, self.n_atoms
-        positions = np.asarray(positions, dtype=np.float64).reshape(k, n, 3)
-        if not np.isfinite(positions).all():
-            raise InputError("positions contain NaN or infinite values: the structure (or the dynamics) broke down")
-        cells = self._cells(cell)
+        positions, cells = self._positions(positions), self._cells(cell)
         if self._needs_rebuild(positions, cells):
             self._rebuild(positions, cells)
         capacity = self.capacity
         edges, shifts = self._padded_edges(positions, cells)
         all_positions = torch.from_numpy(np.concatenate([positions.reshape(k * n, 3), self._ghosts])).to(self.device)
         all_cells = torch.zeros((k + 1, 3, 3), dtype=torch.float64, device=self.device)
-        all_cells[:k] = torch.from_numpy(np.array(cells)).to(self.device)
+        all_cells[:k] = torch.from_numpy(cells).to(self.device)
         inputs = (all_positions, self._species, self._batch, all_cells, self._pbc, self._charge, edges, shifts)
         with paired_layout(), _torch_threads(self.threads):
             energy, atom_energies, forces = self._run(inputs, capacity)
@@ -365,7 +382,7 @@ def _energy_and_forces(potential: Potential, single_cell: bool) -> Any:
     return energy_and_forces
 
 
-class GeneralPath:
+class GeneralPath(_Replicas):
     """The general path with :class:`SmallSystemPath`'s call: K replicas of one molecule as one
     batched graph through :meth:`Potential.forward` (any potential; a Verlet-skin neighbour
     list reused across calls). The fallback where the small-system path does not apply, and
@@ -374,50 +391,32 @@ class GeneralPath:
     def __init__(self, potential: Potential, numbers: Sequence[int], *, replicas: int = 1, cell: Any = None,
                  pbc: Any = False, charge: float = 0.0, device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32, skin: float = 0.5, compile: bool = False):  # fmt: skip
+        super().__init__(numbers, replicas, cell, pbc, charge, skin)
         self.device = torch.device(device)
         self.potential = potential_on(potential, self.device, dtype).eval()
         if compile:  # the architecture under torch.compile with dynamic shapes, on a copy
             if self.potential is potential:
                 self.potential = copy.deepcopy(potential)
             self.potential.model = torch.compile(self.potential.model, dynamic=True)
-        self.numbers = np.asarray(numbers, dtype=np.int64)
-        self.n_atoms, self.replicas = len(self.numbers), int(replicas)
-        self.pbc = np.broadcast_to(np.asarray(pbc, dtype=bool), (3,)).copy()
-        self.cell = np.zeros((3, 3)) if cell is None else np.asarray(cell, dtype=np.float64).reshape(3, 3)
-        self.charge, self.skin = float(charge), float(skin)
-        self.neighbor_list_builds = 0
         k, n, dev = self.replicas, self.n_atoms, self.device
         self._numbers = torch.as_tensor(np.tile(self.numbers, k), device=dev)
         self._batch = torch.arange(k, device=dev).repeat_interleave(n)
         self._pbc = torch.as_tensor(np.tile(self.pbc, (k, 1)), device=dev)
         self._charge = torch.full((k,), self.charge, dtype=torch.float64, device=dev)
         self._edges: tuple[Tensor, Tensor] | None = None
-        self._reference: np.ndarray | None = None
-        self._reference_cells: np.ndarray | None = None
-
-    def __call__(self, positions: Any, cell: Any = None) -> tuple[np.ndarray, np.ndarray]:
-        energy, forces, _ = self.evaluate(positions, cell)
-        return energy, forces
 
     def evaluate(self, positions: Any, cell: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(energies (K,), forces (K, N, 3), per-atom energies (K, N)) in eV and eV/Å."""
         k, n = self.replicas, self.n_atoms
-        positions = np.asarray(positions, dtype=np.float64).reshape(k, n, 3)
-        cells = np.array(
-            np.broadcast_to(
-                self.cell if cell is None else np.asarray(cell, dtype=np.float64).reshape(-1, 3, 3), (k, 3, 3)
-            )
-        )
+        positions, cells = self._positions(positions), self._cells(cell)
         graph = AtomicGraph(positions=torch.from_numpy(positions.reshape(k * n, 3)).to(self.device),
                             atomic_numbers=self._numbers, batch=self._batch, cell=torch.from_numpy(cells).to(self.device),
                             pbc=self._pbc, total_charge=self._charge)  # fmt: skip
-        moved = np.inf if self._reference is None else float(((positions - self._reference) ** 2).sum(-1).max())
-        if self._edges is None or moved > (0.5 * self.skin) ** 2 or not np.array_equal(cells, self._reference_cells):
+        if self._edges is None or self._needs_rebuild(positions, cells):
             check_graph(graph)
             self._edges = neighbor_list(graph.positions, graph.cell, graph.pbc, self.potential.cutoff + self.skin,
                                         batch=graph.batch)  # fmt: skip
-            self._reference, self._reference_cells = positions.copy(), cells
-            self.neighbor_list_builds += 1
+            self._built(positions, cells)
         out = self.potential(graph.replace(edge_index=self._edges[0], cell_shift=self._edges[1]))
         return (out["energy"].detach().cpu().numpy(), out["forces"].detach().reshape(k, n, 3).cpu().numpy(),
                 out["energies"].detach().reshape(k, n).cpu().numpy())  # fmt: skip
