@@ -90,6 +90,16 @@ def auto_enabled(setting: bool | str) -> bool:
     return bool(setting)
 
 
+def switch_after(setting: bool | str, potential: Potential, n_atoms: int) -> int | None:
+    """After how many calls in a row on one structure of ``n_atoms`` atoms the calculator and
+    the OpenMM force move it to this path (``setting``: True, False or "auto"); None: never."""
+    if not auto_enabled(setting) or unsupported(potential) is not None:
+        return None
+    if setting is True:
+        return 1
+    return AUTO_AFTER_CALLS if n_atoms <= MAX_ATOMS else None
+
+
 def _round_up(n: int, step: int = 16) -> int:
     return max(step, -(-n // step) * step)
 
@@ -99,7 +109,8 @@ class _Replicas:
     the call, positions and cells in their shapes, and Verlet's criterion for reusing the
     neighbour list (rebuilt when an atom has moved more than half the skin or a cell changed)."""
 
-    def __init__(self, numbers: Sequence[int], replicas: int, cell: Any, pbc: Any, charge: float, skin: float):
+    def __init__(self, numbers: Sequence[int], replicas: int, cell: Any, pbc: Any, charge: float, skin: float,
+                 device: str | torch.device):  # fmt: skip
         if replicas < 1:
             raise ValueError(f"replicas must be at least 1, got {replicas}")
         self.numbers = np.asarray(numbers, dtype=np.int64)
@@ -108,6 +119,15 @@ class _Replicas:
         self.periodic = bool(self.pbc.any())
         self.cell = np.zeros((3, 3)) if cell is None else np.asarray(cell, dtype=np.float64).reshape(3, 3)
         self.charge, self.skin = float(charge), float(skin)
+        self.device = torch.device(device)
+        k, n, dev = self.replicas, self.n_atoms, self.device
+        # the fields of the K replicas' graph that do not change from call to call
+        self._fixed = {
+            "atomic_numbers": torch.as_tensor(np.tile(self.numbers, k), device=dev),
+            "batch": torch.arange(k, device=dev).repeat_interleave(n),
+            "pbc": torch.as_tensor(np.tile(self.pbc, (k, 1)), device=dev),
+            "total_charge": torch.full((k,), self.charge, dtype=torch.float64, device=dev),
+        }
         self.neighbor_list_builds = 0
         self._reference: np.ndarray | None = None  # positions of the last neighbour-list build
         self._reference_cells: np.ndarray | None = None
@@ -119,6 +139,11 @@ class _Replicas:
     def evaluate(self, positions: Any, cell: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(energies (K,), forces (K, N, 3), per-atom energies (K, N)) in eV and eV/Å."""
         raise NotImplementedError
+
+    def _graph(self, positions: np.ndarray, cells: np.ndarray) -> AtomicGraph:
+        """The K replicas as one batched graph (float64 geometry), without edges."""
+        return AtomicGraph(positions=torch.from_numpy(positions.reshape(-1, 3)).to(self.device),
+                           cell=torch.from_numpy(cells).to(self.device), **self._fixed)  # fmt: skip
 
     def _positions(self, positions: Any) -> np.ndarray:
         positions = np.asarray(positions, dtype=np.float64).reshape(self.replicas, self.n_atoms, 3)
@@ -186,8 +211,7 @@ class SmallSystemPath(_Replicas):
         reason = unsupported(potential)
         if reason:
             raise ValueError(f"the small-system path cannot run this potential: {reason}")
-        super().__init__(numbers, replicas, cell, pbc, charge, skin)
-        self.device = torch.device(device)
+        super().__init__(numbers, replicas, cell, pbc, charge, skin, device)
         self.potential = copy.deepcopy(potential).to(device=self.device, dtype=dtype).eval().requires_grad_(False)
         self.cutoff = self.potential.cutoff
         self.compiled = bool(compile)
@@ -213,13 +237,8 @@ class SmallSystemPath(_Replicas):
         ghosts = np.zeros((GHOSTS, 3))
         ghosts[:, 0] = 1.0e4 + GHOST_DISTANCE * np.arange(GHOSTS)
         self._ghosts = ghosts
-        if pot.metadata.get("closed_shell_only") is True:
-            graph = AtomicGraph(positions=torch.zeros((n, 3), dtype=torch.float64, device=dev), atomic_numbers=z,
-                                batch=torch.zeros(n, dtype=torch.long, device=dev),
-                                cell=torch.zeros((1, 3, 3), dtype=torch.float64, device=dev),
-                                pbc=torch.zeros((1, 3), dtype=torch.bool, device=dev),
-                                total_charge=torch.tensor([self.charge], dtype=torch.float64, device=dev))  # fmt: skip
-            pot._warn_open_shell(graph)
+        if pot.metadata.get("closed_shell_only") is True:  # the general path warns per call; here once
+            pot._warn_open_shell(self._graph(np.zeros((k, n, 3)), self._cells(None)))
         self._pairs = np.zeros((2, 0), dtype=np.int64)  # one edge per pair of the skin list
         self._shifts = np.zeros((0, 3))
         self.capacity = 0
@@ -232,18 +251,14 @@ class SmallSystemPath(_Replicas):
 
     def _rebuild(self, positions: np.ndarray, cells: np.ndarray) -> None:
         k, n = self.replicas, self.n_atoms
-        flat = torch.as_tensor(positions.reshape(k * n, 3))
-        graph = AtomicGraph(positions=flat, atomic_numbers=torch.as_tensor(np.tile(self.numbers, k)),
-                            batch=torch.arange(k).repeat_interleave(n), cell=torch.as_tensor(np.array(cells)),
-                            pbc=torch.as_tensor(np.tile(self.pbc, (k, 1))),
-                            total_charge=torch.full((k,), self.charge, dtype=torch.float64))  # fmt: skip
+        graph = self._graph(positions, cells)
         check_graph(graph)  # NaN positions, singular cells...: the general path's errors
         edge_index, shift = neighbor_list(
             graph.positions, graph.cell, graph.pbc, self.cutoff + self.skin, batch=graph.batch
         )
         half = half_edges(edge_index, shift)
-        self._pairs = edge_index[:, half].numpy()
-        self._shifts = shift[half].to(torch.float64).numpy()
+        self._pairs = edge_index[:, half].cpu().numpy()
+        self._shifts = shift[half].to(torch.float64).cpu().numpy()
         self._built(positions, cells)
         # a molecule never has more pairs than its atoms make; a periodic cell may grow
         most = k * n * (n - 1) // 2 if not self.periodic else None
@@ -391,27 +406,19 @@ class GeneralPath(_Replicas):
     def __init__(self, potential: Potential, numbers: Sequence[int], *, replicas: int = 1, cell: Any = None,
                  pbc: Any = False, charge: float = 0.0, device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32, skin: float = 0.5, compile: bool = False):  # fmt: skip
-        super().__init__(numbers, replicas, cell, pbc, charge, skin)
-        self.device = torch.device(device)
+        super().__init__(numbers, replicas, cell, pbc, charge, skin, device)
         self.potential = potential_on(potential, self.device, dtype).eval()
         if compile:  # the architecture under torch.compile with dynamic shapes, on a copy
             if self.potential is potential:
                 self.potential = copy.deepcopy(potential)
             self.potential.model = torch.compile(self.potential.model, dynamic=True)
-        k, n, dev = self.replicas, self.n_atoms, self.device
-        self._numbers = torch.as_tensor(np.tile(self.numbers, k), device=dev)
-        self._batch = torch.arange(k, device=dev).repeat_interleave(n)
-        self._pbc = torch.as_tensor(np.tile(self.pbc, (k, 1)), device=dev)
-        self._charge = torch.full((k,), self.charge, dtype=torch.float64, device=dev)
         self._edges: tuple[Tensor, Tensor] | None = None
 
     def evaluate(self, positions: Any, cell: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(energies (K,), forces (K, N, 3), per-atom energies (K, N)) in eV and eV/Å."""
         k, n = self.replicas, self.n_atoms
         positions, cells = self._positions(positions), self._cells(cell)
-        graph = AtomicGraph(positions=torch.from_numpy(positions.reshape(k * n, 3)).to(self.device),
-                            atomic_numbers=self._numbers, batch=self._batch, cell=torch.from_numpy(cells).to(self.device),
-                            pbc=self._pbc, total_charge=self._charge)  # fmt: skip
+        graph = self._graph(positions, cells)
         if self._edges is None or self._needs_rebuild(positions, cells):
             check_graph(graph)
             self._edges = neighbor_list(graph.positions, graph.cell, graph.pbc, self.potential.cutoff + self.skin,

@@ -186,9 +186,8 @@ class AtomMLCalculator(Calculator):
 
     def _small_system_path(self, atoms: Any) -> fast.SmallSystemPath | None:
         """The small-system path for ``atoms`` if it is (or now becomes) the one to use."""
-        if not fast.auto_enabled(self.small_system) or fast.unsupported(self.potential) is not None:
-            return None
-        if self.small_system == "auto" and len(atoms) > fast.MAX_ATOMS:
+        wait = fast.switch_after(self.small_system, self.potential, len(atoms))
+        if wait is None:
             return None
         if len(self.potential.terms) and atoms.has("initial_charges"):
             return None  # per-atom charges for the energy terms: the general path passes them
@@ -198,7 +197,6 @@ class AtomMLCalculator(Calculator):
             self._small_key, self._calls_on_key, self._small = key, 0, None
         self._calls_on_key += 1
         if self._small is None:
-            wait = 1 if self.small_system is True else fast.AUTO_AFTER_CALLS
             if self._calls_on_key < wait:
                 return None
             self._small = fast.SmallSystemPath(

@@ -93,9 +93,7 @@ class AtomMLComputation:
         self.small_system = small_system
         self.small: fast.SmallSystemPath | None = None
         self.calls = 0
-        use_small = fast.auto_enabled(small_system) and fast.unsupported(potential) is None
-        self._small_after = None if not use_small else 1 if small_system is True else (
-            fast.AUTO_AFTER_CALLS if len(self.numbers) <= fast.MAX_ATOMS else None)  # fmt: skip
+        self._small_after = fast.switch_after(small_system, potential, len(self.numbers))
         # ``compile`` is for the general path, when it is the path of the whole run: a second
         # compile for the first few steps before the small-system path takes over would not pay
         compile = compile and self._small_after is None
