@@ -32,6 +32,9 @@ The ML force's callback (the ``openmm.PythonForce`` inside openmm-ml's interpola
 - ``small``: today's ``AtomMLComputation`` with ``small_system=True`` (the compiled
   :class:`atomml.fast.SmallSystemPath` from the first call; ``"auto"``, the workflow's default,
   moves there after :data:`atomml.fast.AUTO_AFTER_CALLS` steps);
+- ``batched``: the ``small`` callback in one Context per state of the leg (the protocol's
+  ``lambdas``), stepped side by side in threads with every state's ML solute evaluated in one
+  call per step (:mod:`atomml.lockstep`, the samplers' ``batched=True``);
 
 and ``mm`` is the leg's MM System (no ML force, no interpolation) for reference. The callback
 is chosen by building the System through the workflow's code while openmm-ml's atomml plugin
@@ -48,8 +51,11 @@ on a loaded 2-core CPU, more the first time); ``torch.compile`` of the general p
 ``lean_general``, dynamic shapes) takes minutes the first time and seconds once torch's own
 cache holds it.
 
-Reported per (molecule, leg, threads): ns/day of each path (median burst), the ML callback's
-milliseconds per step, and the ratios small/old and small/lean_general of ns/day. The set-ups
+Reported per (molecule, leg, threads): ns/day of each path (median burst; for ``batched``, of
+each of its states, all advancing at once), the ML callback's milliseconds per step, and the
+ratios small/old and small/lean_general of ns/day; and ``leg_ns_per_day``, the nanoseconds a
+whole leg gets through per day (the states one after another on every path but ``batched``:
+its per-state ns/day times the number of states), with the ratios batched/old and batched/small. The set-ups
 and the density-equilibrated boxes are made once in ``--workdir`` (a 100 ps NPT run of the box,
 ~4 min per molecule on 2 cores, before any worker starts) and reused by later runs: the times
 above are for a prepared ``--workdir`` and warm compile caches.
@@ -58,6 +64,7 @@ above are for a prepared ``--workdir`` and warm compile caches.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
@@ -71,13 +78,14 @@ import numpy as np
 from atomml import units
 from atomml.benchmarking import cpu_name, emit_json, pool_times, source_state, spawn_worker
 from atomml.interfaces import openmm as openmm_interface
+from atomml.lockstep import side_by_side
 
 ROOT = Path(__file__).resolve().parents[1]
 POTENTIAL = "tensornet-organic-gfn2"
 PROTOCOL = "freesolv"
 SMILES = {"methane": "C", "ethanol": "CCO"}
 LEGS = ("solvent", "vacuum")
-PATHS = ("mm", "old", "lean_general", "small")
+PATHS = ("mm", "old", "lean_general", "small", "batched")
 ML_PATHS = PATHS[1:]
 FULL = {"molecules": "methane,ethanol", "threads": "1,2", "steps": 1000, "warmup": 100, "burst": None, "rounds": 2}
 QUICK = {"molecules": "methane", "threads": "1", "steps": 20, "warmup": 10, "burst": 10, "rounds": 1}
@@ -161,7 +169,7 @@ class Small(_Today):
     SMALL_SYSTEM = True
 
 
-COMPUTATIONS = {"old": Old, "lean_general": LeanGeneral, "small": Small}
+COMPUTATIONS = {"old": Old, "lean_general": LeanGeneral, "small": Small, "batched": Small}
 
 
 # -- worker (one path on one leg per process) -------------------------------------------------
@@ -209,35 +217,50 @@ def worker(args) -> dict:
     if args.path != "mm":
         with mock.patch.object(openmm_interface, "AtomMLComputation", COMPUTATIONS[args.path]):
             system = mixed_system(setup, args.potential, protocol, end_state, solvent)
-    integrator = openmm.LangevinMiddleIntegrator(protocol.temperature * unit.kelvin,
-                                                 protocol.friction_per_ps / unit.picosecond,
-                                                 end_state.timestep_fs * unit.femtosecond)  # fmt: skip
-    integrator.setRandomNumberSeed(protocol.seed + 1)
-    context = openmm.Context(system, integrator, *(() if args.platform is None else
-                                                   (openmm.Platform.getPlatformByName(args.platform),)))  # fmt: skip
-    if box is not None:
-        context.setPeriodicBoxVectors(*box)
-    context.setPositions(positions)
+    batched = args.path == "batched"
+    lambdas = list(end_state.lambdas) if batched else [args.lambda_]
+    contexts = []
+    for k, value in enumerate(lambdas):
+        integrator = openmm.LangevinMiddleIntegrator(protocol.temperature * unit.kelvin,
+                                                     protocol.friction_per_ps / unit.picosecond,
+                                                     end_state.timestep_fs * unit.femtosecond)  # fmt: skip
+        integrator.setRandomNumberSeed(protocol.seed + 1 + k)
+        platform = () if args.platform is None else (openmm.Platform.getPlatformByName(args.platform),)
+        context = openmm.Context(system, integrator, *platform)
+        if box is not None:
+            context.setPeriodicBoxVectors(*box)
+        context.setPositions(positions)
+        if args.path != "mm":
+            context.setParameter(LAMBDA, value)
+        context.setVelocitiesToTemperature(protocol.temperature * unit.kelvin, protocol.seed + k)
+        contexts.append((context, integrator))
+    context, integrator = contexts[0]
     ml_energy = None
     if args.path != "mm":
-        context.setParameter(LAMBDA, args.lambda_)
         cv = next(f for f in context.getSystem().getForces() if isinstance(f, openmm.CustomCVForce))
         names = [cv.getCollectiveVariableName(i) for i in range(cv.getNumCollectiveVariables())]
         ml_energy = float(cv.getCollectiveVariableValues(context)[names.index("mlTerm0")])
-    context.setVelocitiesToTemperature(protocol.temperature * unit.kelvin, protocol.seed)
-    integrator.step(1 + args.warmup)
+
+    def step(n: int) -> None:
+        """n steps of every context: side by side (one ML call per step for all), or the one context."""
+        if batched:
+            side_by_side([functools.partial(i.step, n) for _, i in contexts])
+        else:
+            integrator.step(n)
+        context.getState(getPositions=True)  # waits for the steps on an asynchronous platform (no extra force call)
+
+    step(1 + args.warmup)
     context.getState(getEnergy=True)
     startup = time.perf_counter() - started
     live = [c for c in LIVE if c.call_seconds]
-    if args.path != "mm" and len(live) != 1:
+    if args.path not in ("mm", "batched") and len(live) != 1:
         raise RuntimeError(f"expected one ML callback that OpenMM calls, found {len(live)}")
-    calls = live[0].call_seconds if live else []
+    calls = live[0].call_seconds if live and not batched else []  # batched: a call's time includes the wait
     bursts, ml_bursts, ml_calls = [], [], 0
     for _ in range(max(1, args.steps // args.burst)):
         before = len(calls)
         t0 = time.perf_counter()
-        integrator.step(args.burst)
-        context.getState(getPositions=True)  # waits for the steps on an asynchronous platform (no extra force call)
+        step(args.burst)
         bursts.append(time.perf_counter() - t0)
         ml_bursts.append(sum(calls[before:]))
         ml_calls += len(calls) - before
@@ -250,20 +273,20 @@ def worker(args) -> dict:
         "ml_atoms": len(setup.molecule_atoms), "lambda_interpolate": args.lambda_ if args.path != "mm" else None,
         "steps": steps, "burst": args.burst, "warmup_steps": args.warmup, "startup_s": startup,
         "seconds_all": bursts, "seconds_median": statistics.median(bursts), "seconds_min": min(bursts),
-        "ml_energy_at_start_kj_per_mol": ml_energy,
+        "ml_energy_at_start_kj_per_mol": ml_energy, "states_side_by_side": len(contexts),
     }  # fmt: skip
-    if live:
+    if live and not batched:
         callback = live[0]
         # the ML callback's share of the median burst: its seconds in that burst (not the mean,
         # which one burst slowed by another process on a shared machine would dominate)
         median_burst = sorted(range(len(bursts)), key=bursts.__getitem__)[(len(bursts) - 1) // 2]
         result.update(first_ml_call_s=callback.call_seconds[0], ml_calls_per_step=ml_calls / steps,
                       ml_seconds_all=ml_bursts, ml_seconds_per_step=ml_bursts[median_burst] / args.burst)  # fmt: skip
-        small = getattr(callback, "small", None)
-        if small is not None:
-            result.update(compiles=small.compiles, compile_seconds=small.compile_seconds,
-                          small_threads=small.threads, neighbor_list_builds=small.neighbor_list_builds)  # fmt: skip
-        result["compile_general_path"] = end_state.compile
+    small = getattr(live[0], "small", None) if live and not batched else None
+    if small is not None:
+        result.update(compiles=small.compiles, compile_seconds=small.compile_seconds,
+                      small_threads=small.threads, neighbor_list_builds=small.neighbor_list_builds)  # fmt: skip
+    result["compile_general_path"] = end_state.compile
     return result
 
 
@@ -312,11 +335,16 @@ def leg_entry(runs: dict[str, list[dict]], burst: int, timestep_fs: float) -> di
             pooled[path] = pool_times(pooled.get(path), out)
     ok = {path: out for path, out in pooled.items() if "error" not in out}
     speed = {p: ns_per_day(ok[p]["seconds_median"], burst, timestep_fs) if p in ok else None for p in runs}
+    # the leg's ns/day: the states run one after another on every path but "batched", which
+    # advances all of its states in each burst
+    states = {p: ok[p]["states_side_by_side"] if p in ok else 1 for p in runs}
+    leg = {p: None if v is None else v * states[p] for p, v in speed.items()}
     ml = [p for p in runs if p in ML_PATHS]
     done = {p: [out for out in runs[p] if "error" not in out] for p in runs}
 
     def median(path: str, key: str, scale: float = 1.0) -> float | None:
-        return statistics.median(scale * out[key] for out in done[path]) if done[path] else None
+        values = [scale * out[key] for out in done[path] if key in out]
+        return statistics.median(values) if values else None
 
     energies = {p: [out["ml_energy_at_start_kj_per_mol"] for out in done[p]] for p in ml}
     firsts = [values[0] for values in energies.values() if values]
@@ -327,12 +355,15 @@ def leg_entry(runs: dict[str, list[dict]], burst: int, timestep_fs: float) -> di
         "ns_per_day": speed,
         "small/old": _ratio(speed.get("small"), speed.get("old")),
         "small/lean_general": _ratio(speed.get("small"), speed.get("lean_general")),
+        "leg_ns_per_day": leg, "states_side_by_side": states.get("batched"),
+        "batched/old": _ratio(leg.get("batched"), leg.get("old")),
+        "batched/small": _ratio(leg.get("batched"), leg.get("small")),
         "ml_ms_per_step": {p: median(p, "ml_seconds_per_step", 1e3) for p in ml},
         "ml_calls_per_step": {p: median(p, "ml_calls_per_step") for p in ml},
         "ml_energy_at_start_kj_per_mol": energies,
         "ml_energy_spread_kj_per_mol": max(firsts) - min(firsts) if firsts else None,
         "startup_s": {p: [out["startup_s"] for out in done[p]] for p in runs},
-        "first_ml_call_s": {p: [out["first_ml_call_s"] for out in done[p]] for p in ml},
+        "first_ml_call_s": {p: [out["first_ml_call_s"] for out in done[p] if "first_ml_call_s" in out] for p in ml},
         "small_compile_seconds": [out["compile_seconds"] for out in done.get("small", [])],
         "burst_seconds_all": {p: ok[p]["seconds_all"] if p in ok else None for p in runs},
         "failed_workers": {p: [out["error"] for out in outs if "error" in out] for p, outs in runs.items()
@@ -378,7 +409,8 @@ def benchmark(args) -> dict:
                     **leg_entry(runs, args.burst, end_state.timestep_fs),
                 }  # fmt: skip
     report["entries"] = entries
-    report["summary"] = {key: {k: e[k] for k in ("ns_per_day", "small/old", "small/lean_general", "ml_ms_per_step")}
+    report["summary"] = {key: {k: e[k] for k in ("ns_per_day", "small/old", "small/lean_general", "ml_ms_per_step",
+                                                  "leg_ns_per_day", "batched/old", "batched/small")}
                          for key, e in entries.items()}  # fmt: skip
     report["failed_workers"] = {key: e["failed_workers"] for key, e in entries.items() if e["failed_workers"]}
     report["wall_s"] = time.perf_counter() - started

@@ -11,8 +11,13 @@ from __future__ import annotations
 
 import os
 
-import pytest
-import torch
+# As the atomml command runs (atomml.threads.passive_openmp), set before torch loads OpenMP: with
+# OpenMP's spinning threads, an ML force called back from inside OpenMM's CPU platform waits
+# ~0.3 s per call for a CPU on a 2-core machine
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from atomml.testing import TOLERANCES
 

@@ -324,7 +324,8 @@ def sample_leg(setup: Any, protocol: HydrationProtocol, solvent: bool, folder: P
                samples: int, steps_per_sample: int, equilibration_steps: int, timestep_fs: float,
                platform: str | None = None, max_minutes: float | None = None, progress: bool = True,
                system: Any = None, minimize: bool = True, identity: dict | None = None, label: str | None = None,
-               log: Callable[[str], None] | None = None, later_seconds: float = 0.0) -> bool:  # fmt: skip
+               log: Callable[[str], None] | None = None, later_seconds: float = 0.0,
+               batched: bool = False) -> bool:  # fmt: skip
     """Sample ``states`` of one leg (``system``, default the leg's MM system made alchemical)
     with the protocol's sampler; stop after ``max_minutes`` (at an iteration's checkpoint for
     replica exchange, a sample's for windows). True if all ``samples`` are done. ``minimize``:
@@ -332,7 +333,8 @@ def sample_leg(setup: Any, protocol: HydrationProtocol, solvent: bool, folder: P
     what defines the leg's samples (:func:`leg_identity`), recorded and checked on resume.
     ``label`` names the leg in the progress bar and in what ``log`` is told: the set-up stages
     and, after the first samples, the time this leg and the run (``later_seconds`` for the
-    legs after it) still need (:class:`atomml.fe.cost.LegClock`)."""
+    legs after it) still need (:class:`atomml.fe.cost.LegClock`). ``batched``: the states side
+    by side with one ML call per step for all (the samplers' option; :mod:`atomml.lockstep`)."""
     from .alchemy import alchemical_system
     from .cost import LegClock, chain, remaining_work
     from .sampling import BudgetSpent, sample_replica_exchange, sample_windows, wall_clock_budget
@@ -351,7 +353,7 @@ def sample_leg(setup: Any, protocol: HydrationProtocol, solvent: bool, folder: P
             steps_per_sample=steps_per_sample, equilibration_steps=equilibration_steps, timestep_fs=timestep_fs,
             friction_per_ps=protocol.friction_per_ps, box=box, seed=protocol.seed, progress=progress,
             platform=platform, callback=chain(wall_clock_budget(max_minutes), clock), minimize=minimize,
-            identity=identity, label=label,
+            identity=identity, label=label, batched=batched,
         )  # fmt: skip
     except BudgetSpent:
         return False

@@ -47,6 +47,20 @@ def step(integrator: Any, steps: int) -> None:
 
 
 @contextlib.contextmanager
+def requested() -> Iterator[None]:
+    """Within the block :func:`check` raises ``KeyboardInterrupt`` in every thread: how a
+    Ctrl-C taken by the main thread stops the replicas that other threads step
+    (:func:`atomml.lockstep.side_by_side`)."""
+    already = _requested.is_set()
+    _requested.set()
+    try:
+        yield
+    finally:
+        if not already:
+            _requested.clear()
+
+
+@contextlib.contextmanager
 def deferred(message: str = "stopping at the next safe point (Ctrl-C again to stop at once)") -> Iterator[None]:
     """Within the block (in the main thread) the first SIGINT prints ``message`` and is taken
     at the next :func:`check`; a second one raises ``KeyboardInterrupt`` at once."""

@@ -46,6 +46,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -217,6 +218,7 @@ def sample_windows(
     minimize: bool = True,
     identity: dict | None = None,
     label: str = "windows",
+    batched: bool = False,
 ) -> Path:
     """Sample every state in turn (LangevinMiddle, NVT); returns ``folder``. Resumable.
 
@@ -229,8 +231,10 @@ def sample_windows(
     folder with other settings or another identity is a
     :class:`~atomml.errors.ResumeMismatchError`. ``label`` names the progress bar. Dynamics
     runs in short bursts (:func:`atomml.fe.interrupt.step`), so a Ctrl-C is taken within a
-    second or so, at a point from which the run resumes."""
-    import openmm
+    second or so, at a point from which the run resumes. ``batched=True`` samples all windows
+    at once, each in its own Context and thread, with the ML force of every window evaluated in
+    one call per step (:mod:`atomml.lockstep`): the same windows, random streams and files as
+    one after the other; ``callback`` is then called by one window at a time."""
     from tqdm import tqdm
 
     folder = Path(folder)
@@ -240,45 +244,76 @@ def sample_windows(
     _claim(folder, {"n_states": n_states, "temperature": temperature, "steps_per_sample": steps_per_sample,
                     "timestep_fs": timestep_fs, "friction_per_ps": friction_per_ps, "seed": seed,
                     **_identity(identity)})  # fmt: skip
+    window = functools.partial(_sample_window, system=system, positions=positions, states=states,
+                               set_state=set_state, folder=folder, temperature=temperature, samples=samples,
+                               steps_per_sample=steps_per_sample, equilibration_steps=equilibration_steps,
+                               timestep_fs=timestep_fs, friction_per_ps=friction_per_ps, box=box, platform=platform,
+                               seed=seed, checkpoint_every=checkpoint_every, minimize=minimize, kt=kt)  # fmt: skip
     with tqdm(total=n_states * samples, unit="sample", disable=not progress, desc=label) as bar:
-        for k, state in enumerate(states):
-            rows, meta_path, xml_path = folder / f"window_{k}.u", folder / f"window_{k}.json", folder / f"window_{k}.state.xml"
-            meta = json.loads(meta_path.read_text()) if meta_path.exists() else None
-            done = int(meta["samples"]) if meta else 0
-            seconds, steps = (meta.get("dynamics_seconds", 0.0), meta.get("dynamics_steps", 0)) if meta else (0.0, 0)
-            # a resumed window gets a fresh random stream
-            context, integrator = _context(system, temperature, friction_per_ps, timestep_fs,
-                                           seed + 1000 * k + 1 + done, platform)  # fmt: skip
-            if meta:
-                with open(rows, "r+b") as f:
-                    f.truncate(meta["bytes"])
-                context.setState(openmm.XmlSerializer.deserialize(xml_path.read_text()))
-            else:
-                rows.unlink(missing_ok=True)
-                seconds += _equilibrate(context, integrator, positions, box, set_state, state, minimize,
-                                        temperature, seed + k + 1, equilibration_steps)  # fmt: skip
-                steps += equilibration_steps
-            bar.update(min(done, samples))
-            with open(rows, "ab") as out:
-                for n in range(done, samples):
-                    set_state(context, state)
-                    start = time.perf_counter()
-                    interrupt.step(integrator, steps_per_sample)
-                    seconds, steps = seconds + time.perf_counter() - start, steps + steps_per_sample
-                    u = _reduced_row(context, states, set_state, kt)
-                    set_state(context, state)
-                    out.write(u.tobytes())
-                    out.flush()
-                    bar.update(1)
-                    if (n + 1) % checkpoint_every == 0 or n + 1 == samples:
-                        write_text(xml_path, openmm.XmlSerializer.serialize(
-                            context.getState(getPositions=True, getVelocities=True)))  # fmt: skip
-                        meta = {"samples": n + 1, "bytes": out.tell(), "dynamics_seconds": seconds, "dynamics_steps": steps}
-                        write_text(meta_path, json.dumps(meta))
-                        if callback is not None:
-                            callback(n + 1)
-            del context, integrator
+        if not batched:
+            for k in range(n_states):
+                window(k, bar=bar, callback=callback)
+            return folder
+        from ..lockstep import side_by_side
+
+        stop, lock = threading.Event(), threading.Lock()
+
+        def told(done: int) -> None:  # one window at a time tells the caller
+            with lock:
+                if callback is not None:
+                    callback(done)
+
+        side_by_side([functools.partial(window, k, bar=bar, callback=told, stop=stop) for k in range(n_states)], stop)
     return folder
+
+
+def _sample_window(k: int, *, system: Any, positions: Any, states: Sequence[Any], set_state: Callable[[Any, Any], None],
+                   folder: Path, temperature: float, samples: int, steps_per_sample: int, equilibration_steps: int,
+                   timestep_fs: float, friction_per_ps: float, box: Any, platform: str | None, seed: int,
+                   checkpoint_every: int, minimize: bool, kt: float, bar: Any,
+                   callback: Callable[[int], None] | None, stop: threading.Event | None = None) -> None:  # fmt: skip
+    """Sample (or resume) window ``k`` of :func:`sample_windows`; returns early, at a
+    checkpoint, once ``stop`` is set."""
+    import openmm
+
+    state = states[k]
+    rows, meta_path, xml_path = folder / f"window_{k}.u", folder / f"window_{k}.json", folder / f"window_{k}.state.xml"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else None
+    done = int(meta["samples"]) if meta else 0
+    seconds, steps = (meta.get("dynamics_seconds", 0.0), meta.get("dynamics_steps", 0)) if meta else (0.0, 0)
+    # a resumed window gets a fresh random stream
+    context, integrator = _context(system, temperature, friction_per_ps, timestep_fs, seed + 1000 * k + 1 + done,
+                                   platform)  # fmt: skip
+    if meta:
+        with open(rows, "r+b") as f:
+            f.truncate(meta["bytes"])
+        context.setState(openmm.XmlSerializer.deserialize(xml_path.read_text()))
+    else:
+        rows.unlink(missing_ok=True)
+        seconds += _equilibrate(context, integrator, positions, box, set_state, state, minimize,
+                                temperature, seed + k + 1, equilibration_steps)  # fmt: skip
+        steps += equilibration_steps
+    bar.update(min(done, samples))
+    with open(rows, "ab") as out:
+        for n in range(done, samples):
+            set_state(context, state)
+            start = time.perf_counter()
+            interrupt.step(integrator, steps_per_sample)
+            seconds, steps = seconds + time.perf_counter() - start, steps + steps_per_sample
+            u = _reduced_row(context, states, set_state, kt)
+            set_state(context, state)
+            out.write(u.tobytes())
+            out.flush()
+            bar.update(1)
+            if (n + 1) % checkpoint_every == 0 or n + 1 == samples:
+                write_text(xml_path, openmm.XmlSerializer.serialize(
+                    context.getState(getPositions=True, getVelocities=True)))  # fmt: skip
+                meta = {"samples": n + 1, "bytes": out.tell(), "dynamics_seconds": seconds, "dynamics_steps": steps}
+                write_text(meta_path, json.dumps(meta))
+                if callback is not None:
+                    callback(n + 1)
+                if stop is not None and stop.is_set():
+                    return
 
 
 def read_u_kn(folder: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -371,6 +406,7 @@ def sample_replica_exchange(
     minimize: bool = True,
     identity: dict | None = None,
     label: str = "replicas",
+    batched: bool = False,
 ) -> Path:
     """Hamiltonian replica exchange over ``states`` (see module doc); returns ``folder``.
 
@@ -381,7 +417,13 @@ def sample_replica_exchange(
     Resumable; checkpoints after every iteration. ``minimize=False`` skips the minimisation
     (for potentials whose energy is only sound near sampled geometries: an L-BFGS line search
     tries far-off ones). ``identity``: what else defines the run (JSON-able), recorded in
-    ``run.json``; resuming with another is refused (see :func:`sample_windows`)."""
+    ``run.json``; resuming with another is refused (see :func:`sample_windows`).
+
+    ``batched=True`` gives every state a Context of its own (integrator seed ``seed + 1 + k``)
+    and steps them side by side, each in a thread, with the ML force of all replicas evaluated
+    in one call per step (:mod:`atomml.lockstep`). The checkpoint then holds every Context's
+    random-number state; a run resumed in the other mode keeps its samples and configurations
+    and draws fresh random numbers."""
     import openmm
     from openmm import unit
     from tqdm import tqdm
@@ -393,16 +435,16 @@ def sample_replica_exchange(
     _claim(folder, {"sampler": "replica_exchange", "n_states": n_states, "temperature": temperature,
                     "steps_per_sample": steps_per_sample, "timestep_fs": timestep_fs,
                     "friction_per_ps": friction_per_ps, "seed": seed, **_identity(identity)})  # fmt: skip
-    context, integrator = _context(system, temperature, friction_per_ps, timestep_fs, seed + 1, platform)
+    n_contexts = n_states if batched else 1
     files = [folder / f"window_{k}.u" for k in range(n_states)] + [folder / "replicas.i32", folder / "exchanges.i8"]
     checkpoint = folder / REPLICA_EXCHANGE_CHECKPOINT
 
-    def load(r: int) -> None:
+    def load(context: Any, r: int) -> None:
         context.setPeriodicBoxVectors(*(openmm.Vec3(*v) for v in boxes[r]))
         context.setPositions(coords[r])
         context.setVelocities(velocities[r])
 
-    def store(r: int) -> None:
+    def store(context: Any, r: int) -> None:
         state = context.getState(getPositions=True, getVelocities=True)
         coords[r] = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer)
         velocities[r] = state.getVelocities(asNumpy=True).value_in_unit(unit.nanometer / unit.picosecond)
@@ -410,9 +452,20 @@ def sample_replica_exchange(
 
     def commit(done: int, sizes: list[int]) -> None:
         meta = {"samples": done, "bytes": sizes, "dynamics_seconds": seconds.tolist(), "dynamics_steps": steps.tolist()}
+        blobs = [np.frombuffer(c.createCheckpoint(), dtype=np.uint8) for c, _ in contexts]
         _save_checkpoint(checkpoint, meta, positions=coords, velocities=velocities, boxes=boxes,
-                         replica_of_state=replica_of_state,
-                         context=np.frombuffer(context.createCheckpoint(), dtype=np.uint8))  # fmt: skip
+                         replica_of_state=replica_of_state, context=np.concatenate(blobs),
+                         context_sizes=np.array([b.size for b in blobs], dtype=np.int64))  # fmt: skip
+
+    def run(tasks: list[Callable[[], None]]) -> None:
+        """The states' tasks: side by side (batched), else in turn."""
+        if batched:
+            from ..lockstep import side_by_side
+
+            side_by_side(tasks)
+        else:
+            for task in tasks:
+                task()
 
     if checkpoint.exists():
         saved = _load_checkpoint(checkpoint)
@@ -421,25 +474,52 @@ def sample_replica_exchange(
         seconds, steps = np.array(meta["dynamics_seconds"]), np.array(meta["dynamics_steps"])
         coords, velocities, boxes = saved["positions"], saved["velocities"], saved["boxes"]
         replica_of_state = saved["replica_of_state"]
-        context.loadCheckpoint(saved["context"].tobytes())  # the integrator's random-number state
+        blobs = np.split(saved["context"], np.cumsum(saved.get("context_sizes", [saved["context"].size]))[:-1])
+        same_mode = len(blobs) == n_contexts
+        # the other mode's random streams cannot be carried over: fresh ones, seeded by the samples done
+        contexts = [_context(system, temperature, friction_per_ps, timestep_fs,
+                             seed + 1 + k + (0 if same_mode else 1000 * (done + 1)), platform)
+                    for k in range(n_contexts)]  # fmt: skip
+        if same_mode:
+            for (context, _), blob in zip(contexts, blobs):
+                context.loadCheckpoint(blob.tobytes())  # the integrator's random-number state
         for path, size in zip(files, meta["bytes"]):
             with open(path, "r+b") as f:
                 f.truncate(size)
     else:
         for path in files:
             path.unlink(missing_ok=True)
+        contexts = [_context(system, temperature, friction_per_ps, timestep_fs, seed + 1 + k, platform)
+                    for k in range(n_contexts)]  # fmt: skip
         n_atoms = system.getNumParticles()
         coords, velocities = np.zeros((n_states, n_atoms, 3)), np.zeros((n_states, n_atoms, 3))
         boxes = np.zeros((n_states, 3, 3))
         seconds, steps = np.zeros(n_states), np.zeros(n_states, dtype=np.int64)
-        for k, state in enumerate(states):
-            seconds[k] += _equilibrate(context, integrator, positions, box, set_state, state, minimize,
+
+        def equilibrate(k: int) -> None:
+            context, integrator = contexts[k % n_contexts]
+            seconds[k] += _equilibrate(context, integrator, positions, box, set_state, states[k], minimize,
                                        temperature, seed + k + 1, equilibration_steps)  # fmt: skip
             steps[k] += equilibration_steps
-            store(k)
+            store(context, k)
+
+        run([functools.partial(equilibrate, k) for k in range(n_states)])
         replica_of_state = np.arange(n_states, dtype=np.int32)
         done = 0
         commit(0, [0] * len(files))
+
+    def advance(k: int, u: np.ndarray) -> None:
+        """Replica ``replica_of_state[k]``: dynamics in state k, then its energy in every state."""
+        context, integrator = contexts[k % n_contexts]
+        r = replica_of_state[k]
+        load(context, r)
+        set_state(context, states[k])
+        start = time.perf_counter()
+        interrupt.step(integrator, steps_per_sample)
+        seconds[k] += time.perf_counter() - start
+        steps[k] += steps_per_sample
+        store(context, r)
+        u[r] = _reduced_row(context, states, set_state, kt)
 
     outs = [open(path, "ab") for path in files]
     try:
@@ -447,16 +527,7 @@ def sample_replica_exchange(
         with bar:
             for n in range(done, samples):
                 u = np.empty((n_states, n_states))  # u[replica, state]
-                for k, state in enumerate(states):
-                    r = replica_of_state[k]
-                    load(r)
-                    set_state(context, state)
-                    start = time.perf_counter()
-                    interrupt.step(integrator, steps_per_sample)
-                    seconds[k] += time.perf_counter() - start
-                    steps[k] += steps_per_sample
-                    store(r)
-                    u[r] = _reduced_row(context, states, set_state, kt)
+                run([functools.partial(advance, k, u) for k in range(n_states)])
                 for k in range(n_states):  # the sample each state drew, before the swaps
                     outs[k].write(u[replica_of_state[k]].tobytes())
                 outcome = _exchange(u, replica_of_state, n, np.random.default_rng([seed, n]))

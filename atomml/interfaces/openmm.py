@@ -38,6 +38,8 @@ This module imports nothing from the entry-point module: openmm-ml imports that 
 from __future__ import annotations
 
 import os
+import threading
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, NamedTuple
@@ -60,6 +62,9 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 FORCE_PER_EV_PER_A = units.EV_TO_KJ_PER_MOL * units.NM_TO_ANGSTROM  # eV/Å -> kJ/mol/nm
+# (batch_group, replicas) -> the evaluator of that many copies of an ML region, for atomml.lockstep
+_BATCHED: dict[tuple[str, int], Any] = {}
+_BATCHED_LOCK = threading.Lock()
 
 
 class AtomMLComputation:
@@ -92,6 +97,9 @@ class AtomMLComputation:
                         "device": device, "dtype": dtypes[precision], "skin": skin}  # fmt: skip
         self.small_system = small_system
         self.small: fast.SmallSystemPath | None = None
+        # OpenMM gives every Context a pickled copy of a force inside a CustomCVForce (openmm-ml's
+        # interpolate=True): the copies share this name, and through it one batched evaluator
+        self.batch_group = uuid.uuid4().hex
         self.calls = 0
         self._small_after = fast.switch_after(small_system, potential, len(self.numbers))
         # ``compile`` is for the general path, when it is the path of the whole run: a second
@@ -109,11 +117,31 @@ class AtomMLComputation:
             self.small = fast.SmallSystemPath(self.potential, self.numbers, **self.options)
         return self.small if self.small is not None else self.general
 
+    def batch_evaluator(self, replicas: int) -> Any:
+        """The evaluator of ``replicas`` copies of the ML region in one call, made on first use:
+        the small-system path where it applies (all replicas' atoms at most
+        :data:`atomml.fast.MAX_ATOMS`, ``small_system`` not False), else the general path."""
+        from .. import fast
+
+        key = (self.batch_group, replicas)
+        with _BATCHED_LOCK:
+            if key not in _BATCHED:
+                small = self.small_system if fast.unsupported(self.potential) is None else False
+                _BATCHED[key] = fast.replica_evaluator(self.potential, self.numbers, replicas=replicas,
+                                                       small_system=small, **self.options)  # fmt: skip
+            return _BATCHED[key]
+
     def __call__(self, state: Any) -> tuple[float, np.ndarray]:
+        from .. import lockstep
+
         positions = state.getPositions(asNumpy=True).value_in_unit(unit.angstrom)
         cell = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.angstrom) if self.periodic else None
-        energy, forces = self.evaluator()(positions[None], cell)
-        return float(energy[0]) * units.EV_TO_KJ_PER_MOL, forces[0] * FORCE_PER_EV_PER_A
+        group = lockstep.current()
+        if group is not None:  # a replica stepped side by side with others: one call for all
+            energy, forces = group.evaluate(self, positions, cell)
+            return energy * units.EV_TO_KJ_PER_MOL, forces * FORCE_PER_EV_PER_A
+        energies, forces = self.evaluator()(positions[None], cell)
+        return float(energies[0]) * units.EV_TO_KJ_PER_MOL, forces[0] * FORCE_PER_EV_PER_A
 
 
 class AtomMLPotentialImpl(MLPotentialImpl):

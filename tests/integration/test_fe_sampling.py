@@ -3,6 +3,8 @@ with resume after a kill."""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -44,16 +46,18 @@ def set_lambda(context, lam):
     context.setParameter("lambda", lam)
 
 
-def run(folder, samples):
+def run(folder, samples, batched=False, platform="Reference"):
     # 0.5 ps between samples: longer than the oscillator's relaxation, so MBAR's error (which takes
     # the samples as independent) is right; at 0.1 ps the z-scores over seeds have an rms of ~2
     return sample_windows(oscillator(), [[0.01, 0.0, 0.0]] * unit.nanometer, STATES, set_lambda, folder,
                           temperature=T, samples=samples, steps_per_sample=250, equilibration_steps=200,
-                          timestep_fs=2.0, friction_per_ps=10.0, platform="Reference", checkpoint_every=5,
-                          progress=False)  # fmt: skip
+                          timestep_fs=2.0, friction_per_ps=10.0, platform=platform, checkpoint_every=5,
+                          progress=False, batched=batched)  # fmt: skip
 
 
-def test_windows_give_exact_free_energy_and_resume(tmp_path):
+@pytest.mark.parametrize("batched", [False, True], ids=["in_turn", "batched"])
+def test_windows_give_exact_free_energy_and_resume(tmp_path, batched):
+    run = functools.partial(globals()["run"], batched=batched)
     run(tmp_path, 60)
     u_kn, n_k = read_u_kn(tmp_path)
     assert n_k.tolist() == [60] * 5
@@ -82,11 +86,13 @@ def test_other_settings_are_refused(tmp_path):
 # --- Hamiltonian replica exchange -----------------------------------------------------------
 
 
-def run_hrex(folder, samples, states=STATES, system=None, set_state=set_lambda, steps_per_sample=50, callback=None):
+def run_hrex(folder, samples, states=STATES, system=None, set_state=set_lambda, steps_per_sample=50, callback=None,
+             batched=False, platform="Reference"):  # fmt: skip
     return sample_replica_exchange(system or oscillator(), [[0.01, 0.0, 0.0]] * unit.nanometer, states, set_state,
                                    folder, temperature=T, samples=samples, steps_per_sample=steps_per_sample,
                                    equilibration_steps=200, timestep_fs=2.0, friction_per_ps=10.0,
-                                   platform="Reference", seed=3, progress=False, callback=callback)  # fmt: skip
+                                   platform=platform, seed=3, progress=False, callback=callback,
+                                   batched=batched)  # fmt: skip
 
 
 def shifted_oscillator():
@@ -98,11 +104,12 @@ def set_shift(context, shift):
     context.setParameter("shift", shift)
 
 
-def test_replica_exchange_gives_exact_free_energy(tmp_path):
+@pytest.mark.parametrize("batched", [False, True], ids=["in_turn", "batched"])
+def test_replica_exchange_gives_exact_free_energy(tmp_path, batched):
     # 0.5 ps between samples, longer than the oscillator's relaxation (~0.25 ps for its energy),
     # so MBAR's error, which takes the samples as independent, is right (at 0.1 ps the z-scores
     # over seeds have an rms of ~2)
-    run_hrex(tmp_path, 150, steps_per_sample=250)
+    run_hrex(tmp_path, 150, steps_per_sample=250, batched=batched)
     u_kn, n_k = read_u_kn(tmp_path)
     assert n_k.tolist() == [150] * 5
     result = est.mbar(u_kn, n_k, T).result
@@ -150,7 +157,11 @@ class Killed(Exception):
     pass
 
 
-def test_replica_exchange_resumes_exactly_after_a_kill(tmp_path):
+# batched: a Context per state, on the CPU platform, whose random streams are the Contexts' own
+# (the Reference platform's is one stream for all, drawn from in whatever order the threads run)
+@pytest.mark.parametrize("batched", [False, True], ids=["in_turn", "batched"])
+def test_replica_exchange_resumes_exactly_after_a_kill(tmp_path, batched):
+    run_hrex = functools.partial(globals()["run_hrex"], batched=batched, platform="CPU" if batched else "Reference")
     run_hrex(tmp_path / "straight", 12)
     seen = []
 
@@ -175,6 +186,29 @@ def test_replica_exchange_resumes_exactly_after_a_kill(tmp_path):
     np.testing.assert_array_equal(read_u_kn(tmp_path / "killed")[0], u_a)
     with pytest.raises(ValueError, match="other settings"):  # not a windows folder
         run(tmp_path / "killed", 12)
+
+
+def test_batched_windows_write_the_files_of_windows_in_turn(tmp_path):
+    """Side by side, each window keeps its own Context and random stream (CPU platform): the
+    samples are those of the windows one after the other, bit for bit."""
+    run(tmp_path / "in_turn", 6, platform="CPU")
+    run(tmp_path / "batched", 6, batched=True, platform="CPU")
+    for k in range(len(STATES)):
+        name = f"window_{k}.u"
+        assert (tmp_path / "batched" / name).read_bytes() == (tmp_path / "in_turn" / name).read_bytes()
+
+
+def test_replica_exchange_resumed_in_the_other_mode_keeps_its_samples(tmp_path):
+    run_hrex(tmp_path, 6)
+    kept = read_u_kn(tmp_path)[0]
+    run_hrex(tmp_path, 10, batched=True)  # fresh random streams, the configurations carried on
+    u_kn, n_k = read_u_kn(tmp_path)
+    assert n_k.tolist() == [10] * 5
+    for k in range(5):
+        np.testing.assert_array_equal(u_kn[:, 10 * k : 10 * k + 6], kept[:, 6 * k : 6 * k + 6])
+    run_hrex(tmp_path, 12)  # and back
+    assert read_u_kn(tmp_path)[1].tolist() == [12] * 5
+    assert replica_exchange_statistics(tmp_path)["replica_of_state"].shape == (12, 5)
 
 
 # --- what a leg still costs ---------------------------------------------------------------
