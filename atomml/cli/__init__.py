@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--small-system", choices=["auto", "on", "off"], default="auto",
                     help="the compiled fixed-shape path for small molecules (atomml.fast): on, off, or auto (molecules of "
                     "up to 256 atoms; ATOMML_SMALL_SYSTEM=0 turns auto off). The first compile of a molecule size takes "
-                    "about a minute on a CPU, seconds once cached (default: %(default)s)")
+                    "about a minute on a CPU, seconds once cached; both engines (default: %(default)s)")
     md.add_argument("--trajectory", "-o", default=None,
                     help="output trajectory (default md.extxyz; md.dcd with --engine openmm)")
     md.add_argument("--log", default=None, help="log file (default: trajectory name with .log)")

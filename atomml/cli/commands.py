@@ -156,7 +156,7 @@ def md(args: argparse.Namespace) -> int:
         result = run_openmm_md(
             atoms, args.potential, settings, trajectory=args.trajectory, log=args.log, restart=not args.overwrite,
             progress=not args.no_progress, precision={"float32": "single", "float64": "double"}[args.dtype],
-            device=device,
+            device=device, small_system=small_system,
         )  # fmt: skip
     else:
         result = run_md(

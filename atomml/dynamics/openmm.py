@@ -97,8 +97,10 @@ def run_openmm_md(
     precision: str = "single",
     device: str | None = None,
     platform: str | None = None,
+    small_system: bool | str = "auto",
 ) -> MDResult:
     """Run (or resume) OpenMM MD of ``atoms`` with an atomml potential (object, file or name).
+    ``small_system``: the ML force's choice of :mod:`atomml.fast` (True, False or "auto").
 
     Raises as :func:`atomml.dynamics.ase.run_md` does: another run on ``trajectory``
     (:class:`~atomml.errors.OutputInUseError`), output of another run
@@ -110,7 +112,8 @@ def run_openmm_md(
         raise ValueError(f"the OpenMM engine writes DCD trajectories: name the output *.dcd, not {trajectory.name}")
     log_path = Path(log) if log is not None else trajectory.with_suffix(".log")
     with output_lock(trajectory, "MD trajectory"):
-        return _run(atoms, potential, settings, trajectory, log_path, restart, progress, precision, device, platform)
+        return _run(atoms, potential, settings, trajectory, log_path, restart, progress, precision, device, platform,
+                    small_system)  # fmt: skip
 
 
 def _potential_file(potential: Any, trajectory: Path) -> tuple[str, str]:
@@ -125,7 +128,7 @@ def _potential_file(potential: Any, trajectory: Path) -> tuple[str, str]:
 
 def _context(
     atoms: Atoms, potential: str, settings: MDSettings, precision: str, device: str | None, platform: str | None,
-    seed: int = 0,
+    seed: int = 0, small_system: bool | str = "auto",
 ) -> tuple[Any, Any, Any]:
     """An OpenMM Context of ``atoms`` with the ML potential and the settings' integrator (and
     for NPT their barostat), whose random streams start from ``seed``, with its System and
@@ -137,7 +140,8 @@ def _context(
     if settings.ensemble == "npt":
         npt.check_structure(atoms)
     system = MLPotential("atomml", potential=potential).createSystem(
-        topology(atoms), precision=precision, device=device, charge=float(atoms.info.get("charge", 0.0))
+        topology(atoms), precision=precision, device=device, charge=float(atoms.info.get("charge", 0.0)),
+        small_system=small_system,
     )
     if settings.ensemble == "npt":
         npt.add_openmm_barostat(system, settings, seed)
@@ -164,6 +168,7 @@ def _run(
     precision: str,
     device: str | None,
     platform: str | None,
+    small_system: bool | str = "auto",
 ) -> MDResult:
     import openmm
     from openmm import app, unit
@@ -174,7 +179,8 @@ def _run(
     saved = read_run_state(record_path, identity, trajectory) if restart and record_path.exists() else None
     # the random streams (Langevin, barostat): fresh ones for a continuation
     seed = settings.seed + 1 + (int(saved["step"]) if saved is not None else 0)
-    context, system, integrator = _context(atoms, potential_path, settings, precision, device, platform, seed)
+    context, system, integrator = _context(atoms, potential_path, settings, precision, device, platform, seed,
+                                           small_system)  # fmt: skip
 
     start_step, frames = 0, 0
     if saved is not None:

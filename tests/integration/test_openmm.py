@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pytest
 import torch
@@ -16,6 +18,8 @@ openmm = pytest.importorskip("openmm")
 pytest.importorskip("openmmml")
 from openmm import app, unit  # noqa: E402
 from openmmml import MLPotential  # noqa: E402
+
+from atomml.interfaces.openmm import AtomMLComputation  # noqa: E402
 
 KJ_PER_MOL_NM = units.EV_TO_KJ_PER_MOL * units.NM_TO_ANGSTROM  # per eV/Å
 
@@ -215,8 +219,18 @@ def test_cli_md_with_openmm_engine(tmp_path, capsys):
     structure = resource_folder("md") / "structures" / "cu_fcc_108.extxyz"
     out = tmp_path / "run.dcd"
     argv = ["md", str(structure), "-p", "schnet-cu-emt-demo", "--engine", "openmm", "--ensemble", "nvt",
-            "--timestep", "2", "--steps", "20", "--interval", "10", "-o", str(out), "--no-progress"]  # fmt: skip
-    assert main(argv) == 0
+            "--small-system", "off", "--timestep", "2", "--steps", "20", "--interval", "10", "-o", str(out),
+            "--no-progress"]  # fmt: skip
+    made = []
+    original = AtomMLComputation.__init__
+
+    def spy(self, *args, **kwargs):
+        made.append(kwargs.get("small_system"))
+        original(self, *args, **kwargs)
+
+    with mock.patch.object(AtomMLComputation, "__init__", spy):
+        assert main(argv) == 0
+    assert made == [False], "--small-system reaches the OpenMM force"
     summary = json.loads(capsys.readouterr().out)
     assert summary["steps_done"] == 20 and out.exists() and (tmp_path / "run.log").exists()
     assert main(argv[:-5] + ["--steps", "30", "--interval", "10", "-o", str(out), "--no-progress"]) == 0
