@@ -86,6 +86,9 @@ def add_parser(sub: Any) -> None:
     fs.add_argument("--protocol", default="freesolv", help="the protocol the legs ran with (default: freesolv)")
     fs.add_argument("--ml-potential", default=None, help="the ML/MM legs' potential (default: tensornet-organic-gfn2)")
     fs.add_argument("--output", default="data/benchmarks/freesolv_hydration.json", help="the table as JSON")
+    fs.add_argument("--mm-from", default=None, metavar="JSON",
+                    help="an earlier table's JSON whose MM rows stand in for molecules without MM legs in the workdir "
+                         "(the same protocol only): new ML/MM legs without rerunning the hours of MM legs")  # fmt: skip
     fs.set_defaults(func=freesolv)
 
 
@@ -307,7 +310,7 @@ def _estimate(args: argparse.Namespace, legs: list[str], mm: Any, ml: Any, threa
 def freesolv(args: argparse.Namespace) -> int:
     from ..fe.freesolv import ML_POTENTIAL, report
 
-    result = report(args.workdir, args.ml_potential or ML_POTENTIAL, args.protocol)
+    result = report(args.workdir, args.ml_potential or ML_POTENTIAL, args.protocol, args.mm_from)
     path = result.write(args.output)
     print(result.table)
     print(f"written {path}")

@@ -61,14 +61,42 @@ def _ps_per_state(summary: dict, steps_per_sample: int, timestep_fs: float) -> f
     return min(summary["samples_per_state"]["solvent"]) * steps_per_sample * timestep_fs * units.PS_PER_FS
 
 
+def earlier_mm_rows(path: str | os.PathLike[str], protocol: Any) -> dict[str, dict]:
+    """The MM summaries (``mm``, ``mm_gaff``) per molecule of an earlier report (its JSON,
+    :meth:`FreeSolvReport.write`) whose legs ran under ``protocol`` (a
+    :class:`~atomml.fe.hydration.HydrationProtocol`); a report of another protocol is refused.
+    The MM legs take hours and do not depend on the ML potential: a report of new ML/MM legs can
+    reuse them (``atomml fe freesolv --mm-from``)."""
+    from .hydration import leg_identity
+
+    rows: dict[str, dict] = {}
+    for name, row in json.loads(Path(path).read_text())["molecules"].items():
+        kept = {key: row[key] for key in ("mm", "mm_gaff") if key in row}
+        for key, summary in kept.items():
+            # what defines a leg's samples, as resuming a leg checks it (samples and warning aside)
+            force_field = "gaff" if key == "mm_gaff" else protocol.force_field
+            expected = json.loads(json.dumps(leg_identity("", dataclasses.replace(protocol, force_field=force_field))))
+            expected = expected["protocol"]
+            ran = {k: v for k, v in summary.get("protocol", {}).items() if k not in ("samples", "warning")}
+            differ = sorted(k for k in ran.keys() | expected.keys() if ran.get(k) != expected.get(k))
+            if differ:
+                raise ValueError(f"{path}: the {name} {key} legs ran under another protocol (differing: "
+                                 f"{', '.join(differ)}); run them under this one or give its report")  # fmt: skip
+        rows[name] = kept
+    return rows
+
+
 def report(workdir: str | os.PathLike[str], potential: str = ML_POTENTIAL,
-           protocol: str | os.PathLike[str] = PROTOCOL) -> FreeSolvReport:  # fmt: skip
+           protocol: str | os.PathLike[str] = PROTOCOL, mm_from: str | os.PathLike[str] | None = None) -> FreeSolvReport:  # fmt: skip
     """Summarise every molecule's legs stored in ``workdir`` (see the module doc) under the
-    protocol file ``protocol`` (a path or a shipped name); the ML/MM rows use ``potential``."""
+    protocol file ``protocol`` (a path or a shipped name); the ML/MM rows use ``potential``.
+    ``mm_from``: an earlier report's JSON whose MM rows stand in where ``workdir`` holds no MM
+    legs of a molecule (:func:`earlier_mm_rows`; the row's ``mm_source`` names the file)."""
     from .hydration import HydrationProtocol, summarise
     from .mlmm import EndStateProtocol, summarise_ml
 
     mm, ml = HydrationProtocol.from_yaml(protocol), EndStateProtocol.from_yaml(protocol)
+    earlier = earlier_mm_rows(mm_from, mm) if mm_from is not None else {}
     workdir = Path(workdir)
     rows, table, gaff_table = {}, [], []
     for name, molecule in MOLECULES.items():
@@ -77,10 +105,15 @@ def report(workdir: str | os.PathLike[str], potential: str = ML_POTENTIAL,
         try:
             row["mm"] = summarise(molecule["smiles"], folder, mm)
         except (OSError, ValueError, RuntimeError) as exc:
-            row["mm_missing"] = str(exc)
+            if "mm" in earlier.get(name, {}):
+                row.update(earlier[name], mm_source=str(mm_from))
+            else:
+                row["mm_missing"] = str(exc)
         gaff_folder = run_folder(workdir, name, "gaff")
         if "mm" in row and (gaff_folder / "solvent").exists() and (gaff_folder / "vacuum").exists():
-            row["mm_gaff"] = g = summarise(molecule["smiles"], gaff_folder, dataclasses.replace(mm, force_field="gaff"))
+            row["mm_gaff"] = summarise(molecule["smiles"], gaff_folder, dataclasses.replace(mm, force_field="gaff"))
+        if "mm_gaff" in row:
+            g = row["mm_gaff"]
             gaff_table.append(f"| {name} | {molecule['freesolv_gaff']:.2f} | {g['dG_hydration_kcal_per_mol']:.2f} ± "
                               f"{g['dG_hydration_error_kcal_per_mol']:.2f} | {row['mm']['dG_hydration_kcal_per_mol']:.2f} ± "
                               f"{row['mm']['dG_hydration_error_kcal_per_mol']:.2f} | "

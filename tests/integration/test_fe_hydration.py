@@ -497,3 +497,23 @@ def test_ctrl_c_stops_a_leg_in_seconds_and_the_same_command_resumes(tmp_path, ti
     assert main(command[1:] + ["--max-minutes", "0"]) == 0  # resumes: one more sample, then the budget stops it
     assert read_u_kn(folder / "vacuum")[1].tolist() == [done[0] + 1, 0, 0, 0]
     assert rows.read_bytes()[: len(kept)] == kept
+
+
+def test_freesolv_table_can_take_its_mm_rows_from_an_earlier_report_of_the_same_protocol(tmp_path):
+    """New ML/MM legs need not rerun the MM legs: `atomml fe freesolv --mm-from` takes the MM
+    rows of an earlier report whose legs ran under the same protocol, and refuses another's."""
+    from atomml.fe.freesolv import earlier_mm_rows, report
+    from atomml.fe.hydration import HydrationProtocol
+
+    committed = Path(__file__).resolve().parents[2] / "data" / "benchmarks" / "freesolv_hydration.json"
+    earlier = json.loads(committed.read_text())["molecules"]
+    rows = earlier_mm_rows(committed, HydrationProtocol.from_yaml("freesolv"))
+    assert set(rows) == {"methane", "ethane", "methanol", "ethanol"}
+    assert rows["ethanol"]["mm"] == earlier["ethanol"]["mm"]
+    with pytest.raises(ValueError, match="another protocol .*steps_per_sample"):
+        earlier_mm_rows(committed, HydrationProtocol.from_yaml("quick"))
+    result = report(tmp_path, protocol="freesolv", mm_from=committed)  # no legs of any kind here
+    methane = result.rows["methane"]
+    assert methane["mm"] == earlier["methane"]["mm"] and methane["mm_source"] == str(committed)
+    assert "ml_missing" in methane and "mm_missing" not in methane
+    assert f"| methane | 2.00 | 2.45 | {earlier['methane']['mm']['dG_hydration_kcal_per_mol']:.2f} ± " in result.table
