@@ -86,8 +86,8 @@ def earlier_mm_rows(path: str | os.PathLike[str], protocol: Any) -> dict[str, di
     return rows
 
 
-def report(workdir: str | os.PathLike[str], potential: str = ML_POTENTIAL,
-           protocol: str | os.PathLike[str] = PROTOCOL, mm_from: str | os.PathLike[str] | None = None) -> FreeSolvReport:  # fmt: skip
+def report(workdir: str | os.PathLike[str], potential: str = ML_POTENTIAL, protocol: str | os.PathLike[str] = PROTOCOL,
+           mm_from: str | os.PathLike[str] | None = None) -> FreeSolvReport:  # fmt: skip
     """Summarise every molecule's legs stored in ``workdir`` (see the module doc) under the
     protocol file ``protocol`` (a path or a shipped name); the ML/MM rows use ``potential``.
     ``mm_from``: an earlier report's JSON whose MM rows stand in where ``workdir`` holds no MM
