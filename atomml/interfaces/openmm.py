@@ -46,7 +46,7 @@ from typing import Any, Iterable, NamedTuple
 
 import numpy as np
 
-from .. import units
+from .. import lockstep, units
 from ..errors import InputError
 from ..graph import _ase_charge, total_charge
 from ..potential import Potential
@@ -132,8 +132,6 @@ class AtomMLComputation:
             return _BATCHED[key]
 
     def __call__(self, state: Any) -> tuple[float, np.ndarray]:
-        from .. import lockstep
-
         positions = state.getPositions(asNumpy=True).value_in_unit(unit.angstrom)
         cell = state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.angstrom) if self.periodic else None
         group = lockstep.current()
