@@ -169,6 +169,9 @@ def side_by_side(tasks: Sequence[Callable[[], Any]], stop: threading.Event | Non
     errors: list[BaseException | None] = [None] * len(tasks)
 
     start = threading.Barrier(len(tasks))  # no task runs before all are members
+    # set by each thread as it ends: Thread.join interrupted by a Ctrl-C can take a running
+    # thread for ended (Python 3.11), an Event cannot be misled
+    finished = [threading.Event() for _ in tasks]
 
     def run(k: int) -> None:
         try:
@@ -179,6 +182,8 @@ def side_by_side(tasks: Sequence[Callable[[], Any]], stop: threading.Event | Non
             errors[k] = exc
             start.abort()
             stop.set()
+        finally:
+            finished[k].set()
 
     with _current_lock:
         if _current is not None:
@@ -189,7 +194,7 @@ def side_by_side(tasks: Sequence[Callable[[], Any]], stop: threading.Event | Non
     try:
         for thread in threads:
             thread.start()
-        _join(threads, stop)
+        _wait(finished, stop)
     finally:
         _current = None
     # the cause, not a thread that found the start barrier broken by it
@@ -200,16 +205,16 @@ def side_by_side(tasks: Sequence[Callable[[], Any]], stop: threading.Event | Non
     return results
 
 
-def _join(threads: list[threading.Thread], stop: threading.Event) -> None:
-    """Wait for ``threads`` in short joins, so that a Ctrl-C reaches this (the main) thread; on
-    one, ask every task to stop, wait for them all, then raise it."""
+def _wait(finished: list[threading.Event], stop: threading.Event) -> None:
+    """Wait until every thread has ended, in short waits so that a Ctrl-C reaches this (the
+    main) thread; on one, ask every task to stop, wait for them all, then raise it."""
     try:
-        for thread in threads:
-            while thread.is_alive():
-                thread.join(0.2)
+        for event in finished:
+            while not event.wait(0.2):
+                pass
     except KeyboardInterrupt:
         stop.set()
         with interrupt.requested():
-            for thread in threads:
-                thread.join()
+            for event in finished:
+                event.wait()
         raise

@@ -148,7 +148,10 @@ def _identity(identity: dict | None) -> dict:
 
 
 def _context(system: Any, temperature: float, friction_per_ps: float, timestep_fs: float, seed: int,
-             platform: str | None) -> tuple[Any, Any]:  # fmt: skip
+             platform: str | None, sharing: int = 1) -> tuple[Any, Any]:  # fmt: skip
+    """A Context with a LangevinMiddle integrator seeded with ``seed``. One of ``sharing``
+    Contexts stepped at once on the CPU platform gets that share of its threads (at least
+    one), so that K Contexts do not each start a thread per core."""
     import openmm
     from openmm import unit
 
@@ -156,8 +159,16 @@ def _context(system: Any, temperature: float, friction_per_ps: float, timestep_f
         temperature * unit.kelvin, friction_per_ps / unit.picosecond, timestep_fs * unit.femtosecond
     )
     integrator.setRandomNumberSeed(seed)  # read when the Context is created, not afterwards
-    args = () if platform is None else (openmm.Platform.getPlatformByName(platform),)
-    return openmm.Context(system, integrator, *args), integrator
+    if platform is None:  # OpenMM's own choice: the fastest platform
+        platforms = (openmm.Platform.getPlatform(i) for i in range(openmm.Platform.getNumPlatforms()))
+        chosen = max(platforms, key=lambda p: p.getSpeed())
+    else:
+        chosen = openmm.Platform.getPlatformByName(platform)
+    properties = {}
+    if sharing > 1 and chosen.getName() == "CPU":
+        threads = int(chosen.getPropertyDefaultValue("Threads") or os.cpu_count() or 1)
+        properties["Threads"] = str(max(1, threads // sharing))
+    return openmm.Context(system, integrator, chosen, properties), integrator
 
 
 def _reduced_row(context: Any, states: Sequence[Any], set_state: Callable[[Any, Any], None], kt: float) -> np.ndarray:
@@ -233,8 +244,11 @@ def sample_windows(
     runs in short bursts (:func:`atomml.fe.interrupt.step`), so a Ctrl-C is taken within a
     second or so, at a point from which the run resumes. ``batched=True`` samples all windows
     at once, each in its own Context and thread, with the ML force of every window evaluated in
-    one call per step (:mod:`atomml.lockstep`): the same windows, random streams and files as
-    one after the other; ``callback`` is then called by one window at a time."""
+    one call per step (:mod:`atomml.lockstep`), each Context on the CPU platform with its share
+    of the platform's threads: the same windows and random seeds as one after the other (the
+    same files, bit for bit, where each Context has as many threads either way: the CPU
+    platform draws its random numbers per thread, the Reference platform from one stream for
+    all Contexts); ``callback`` is then called by one window at a time."""
     from tqdm import tqdm
 
     folder = Path(folder)
@@ -263,7 +277,8 @@ def sample_windows(
                 if callback is not None:
                     callback(done)
 
-        side_by_side([functools.partial(window, k, bar=bar, callback=told, stop=stop) for k in range(n_states)], stop)
+        side_by_side([functools.partial(window, k, bar=bar, callback=told, stop=stop, sharing=n_states)
+                      for k in range(n_states)], stop)  # fmt: skip
     return folder
 
 
@@ -271,9 +286,10 @@ def _sample_window(k: int, *, system: Any, positions: Any, states: Sequence[Any]
                    folder: Path, temperature: float, samples: int, steps_per_sample: int, equilibration_steps: int,
                    timestep_fs: float, friction_per_ps: float, box: Any, platform: str | None, seed: int,
                    checkpoint_every: int, minimize: bool, kt: float, bar: Any,
-                   callback: Callable[[int], None] | None, stop: threading.Event | None = None) -> None:  # fmt: skip
+                   callback: Callable[[int], None] | None, stop: threading.Event | None = None,
+                   sharing: int = 1) -> None:  # fmt: skip
     """Sample (or resume) window ``k`` of :func:`sample_windows`; returns early, at a
-    checkpoint, once ``stop`` is set."""
+    checkpoint, once ``stop`` is set. ``sharing``: the windows sampled at once (:func:`_context`)."""
     import openmm
 
     state = states[k]
@@ -283,7 +299,7 @@ def _sample_window(k: int, *, system: Any, positions: Any, states: Sequence[Any]
     seconds, steps = (meta.get("dynamics_seconds", 0.0), meta.get("dynamics_steps", 0)) if meta else (0.0, 0)
     # a resumed window gets a fresh random stream
     context, integrator = _context(system, temperature, friction_per_ps, timestep_fs, seed + 1000 * k + 1 + done,
-                                   platform)  # fmt: skip
+                                   platform, sharing)  # fmt: skip
     if meta:
         with open(rows, "r+b") as f:
             f.truncate(meta["bytes"])
@@ -419,8 +435,8 @@ def sample_replica_exchange(
     tries far-off ones). ``identity``: what else defines the run (JSON-able), recorded in
     ``run.json``; resuming with another is refused (see :func:`sample_windows`).
 
-    ``batched=True`` gives every state a Context of its own (integrator seed ``seed + 1 + k``)
-    and steps them side by side, each in a thread, with the ML force of all replicas evaluated
+    ``batched=True`` gives every state a Context of its own (integrator seed ``seed + 1 + k``;
+    on the CPU platform its share of the threads) and steps them side by side, each in a thread, with the ML force of all replicas evaluated
     in one call per step (:mod:`atomml.lockstep`). The checkpoint then holds every Context's
     random-number state; a run resumed in the other mode keeps its samples and configurations
     and draws fresh random numbers."""
@@ -478,7 +494,7 @@ def sample_replica_exchange(
         same_mode = len(blobs) == n_contexts
         # the other mode's random streams cannot be carried over: fresh ones, seeded by the samples done
         contexts = [_context(system, temperature, friction_per_ps, timestep_fs,
-                             seed + 1 + k + (0 if same_mode else 1000 * (done + 1)), platform)
+                             seed + 1 + k + (0 if same_mode else 1000 * (done + 1)), platform, n_contexts)
                     for k in range(n_contexts)]  # fmt: skip
         if same_mode:
             for (context, _), blob in zip(contexts, blobs):
@@ -489,7 +505,7 @@ def sample_replica_exchange(
     else:
         for path in files:
             path.unlink(missing_ok=True)
-        contexts = [_context(system, temperature, friction_per_ps, timestep_fs, seed + 1 + k, platform)
+        contexts = [_context(system, temperature, friction_per_ps, timestep_fs, seed + 1 + k, platform, n_contexts)
                     for k in range(n_contexts)]  # fmt: skip
         n_atoms = system.getNumParticles()
         coords, velocities = np.zeros((n_states, n_atoms, 3)), np.zeros((n_states, n_atoms, 3))

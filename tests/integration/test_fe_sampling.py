@@ -160,7 +160,7 @@ class Killed(Exception):
 # batched: a Context per state, on the CPU platform, whose random streams are the Contexts' own
 # (the Reference platform's is one stream for all, drawn from in whatever order the threads run)
 @pytest.mark.parametrize("batched", [False, True], ids=["in_turn", "batched"])
-def test_replica_exchange_resumes_exactly_after_a_kill(tmp_path, batched):
+def test_replica_exchange_resumes_exactly_after_a_kill(tmp_path, batched, one_openmm_thread):
     run_hrex = functools.partial(globals()["run_hrex"], batched=batched, platform="CPU" if batched else "Reference")
     run_hrex(tmp_path / "straight", 12)
     seen = []
@@ -188,7 +188,18 @@ def test_replica_exchange_resumes_exactly_after_a_kill(tmp_path, batched):
         run(tmp_path / "killed", 12)
 
 
-def test_batched_windows_write_the_files_of_windows_in_turn(tmp_path):
+@pytest.fixture
+def one_openmm_thread():
+    """OpenMM's CPU platform on one thread: the Contexts side by side get one each (their share of
+    the threads), and the CPU platform's random numbers depend on its thread count."""
+    cpu = openmm.Platform.getPlatformByName("CPU")
+    before = cpu.getPropertyDefaultValue("Threads")
+    cpu.setPropertyDefaultValue("Threads", "1")
+    yield
+    cpu.setPropertyDefaultValue("Threads", before)
+
+
+def test_batched_windows_write_the_files_of_windows_in_turn(tmp_path, one_openmm_thread):
     """Side by side, each window keeps its own Context and random stream (CPU platform): the
     samples are those of the windows one after the other, bit for bit."""
     run(tmp_path / "in_turn", 6, platform="CPU")

@@ -167,8 +167,24 @@ def test_contexts_side_by_side_follow_their_trajectories_in_turn(interpolate):
 
 def test_batched_windows_sample_as_windows_in_turn(tmp_path):
     """sample_windows(batched=True) with an ML force: the same random streams and files as in
-    turn, the ML forces from shared calls (float64 round-off apart)."""
+    turn (OpenMM's CPU platform on one thread in both: its random numbers depend on its thread
+    count), the ML forces from shared calls (float64 round-off apart)."""
     from atomml.fe.sampling import read_u_kn, sample_windows
+
+    cpu = openmm.Platform.getPlatformByName("CPU")
+    before = cpu.getPropertyDefaultValue("Threads")
+    cpu.setPropertyDefaultValue("Threads", "1")
+    try:
+        run_windows_both_ways(tmp_path)
+    finally:
+        cpu.setPropertyDefaultValue("Threads", before)
+    (u_a, n_a), (u_b, n_b) = read_u_kn(tmp_path / "in_turn"), read_u_kn(tmp_path / "batched")
+    assert n_a.tolist() == n_b.tolist() == [3, 3, 3]
+    np.testing.assert_allclose(u_b, u_a, rtol=1e-9, atol=1e-9)
+
+
+def run_windows_both_ways(tmp_path):
+    from atomml.fe.sampling import sample_windows
 
     system, molecule = cu_cluster_system(interpolate=True)
 
@@ -179,6 +195,3 @@ def test_batched_windows_sample_as_windows_in_turn(tmp_path):
         sample_windows(system, molecule.positions, [0.0, 0.5, 1.0], set_lambda, tmp_path / name, temperature=300.0,
                        samples=3, steps_per_sample=10, equilibration_steps=10, timestep_fs=1.0, platform="CPU",
                        progress=False, minimize=False, batched=batched)  # fmt: skip
-    (u_a, n_a), (u_b, n_b) = read_u_kn(tmp_path / "in_turn"), read_u_kn(tmp_path / "batched")
-    assert n_a.tolist() == n_b.tolist() == [3, 3, 3]
-    np.testing.assert_allclose(u_b, u_a, rtol=1e-9, atol=1e-9)
