@@ -208,8 +208,13 @@ def worker(args) -> dict:
     from openmm import unit
 
     from atomml.fe.mlmm import LAMBDA, mixed_system
+    from atomml.fe.sampling import platform_for
 
     started = time.perf_counter()
+    # the worker's CPUs: as many as its threads, so that the batched path's K Contexts, stepped
+    # in K threads, get no more CPU than one Context does (its MM would otherwise run on every core)
+    cpus = sorted(os.sched_getaffinity(0))[: args.threads]
+    os.sched_setaffinity(0, cpus)
     threads = set_threads(args.threads)
     protocol, end_state = protocols()
     solvent = args.leg == "solvent"
@@ -225,8 +230,7 @@ def worker(args) -> dict:
                                                      protocol.friction_per_ps / unit.picosecond,
                                                      end_state.timestep_fs * unit.femtosecond)  # fmt: skip
         integrator.setRandomNumberSeed(protocol.seed + 1 + k)
-        platform = () if args.platform is None else (openmm.Platform.getPlatformByName(args.platform),)
-        context = openmm.Context(system, integrator, *platform)
+        context = openmm.Context(system, integrator, *platform_for(args.platform, len(lambdas)))  # as the samplers do
         if box is not None:
             context.setPeriodicBoxVectors(*box)
         context.setPositions(positions)
@@ -266,7 +270,7 @@ def worker(args) -> dict:
         ml_calls += len(calls) - before
     steps = len(bursts) * args.burst
     result = {
-        "molecule": args.molecule, "leg": args.leg, "path": args.path, "threads": threads,
+        "molecule": args.molecule, "leg": args.leg, "path": args.path, "threads": threads, "cpus": cpus,
         "openmm_threads": context.getPlatform().getPropertyValue(context, "Threads")
         if context.getPlatform().getName() == "CPU" else None,
         "platform": context.getPlatform().getName(), "n_atoms": system.getNumParticles(),

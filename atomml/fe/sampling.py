@@ -149,9 +149,8 @@ def _identity(identity: dict | None) -> dict:
 
 def _context(system: Any, temperature: float, friction_per_ps: float, timestep_fs: float, seed: int,
              platform: str | None, sharing: int = 1) -> tuple[Any, Any]:  # fmt: skip
-    """A Context with a LangevinMiddle integrator seeded with ``seed``. One of ``sharing``
-    Contexts stepped at once on the CPU platform gets that share of its threads (at least
-    one), so that K Contexts do not each start a thread per core."""
+    """A Context with a LangevinMiddle integrator seeded with ``seed`` on :func:`platform_for`
+    ``(platform, sharing)``: K Contexts side by side do not each start a thread per core."""
     import openmm
     from openmm import unit
 
@@ -159,7 +158,16 @@ def _context(system: Any, temperature: float, friction_per_ps: float, timestep_f
         temperature * unit.kelvin, friction_per_ps / unit.picosecond, timestep_fs * unit.femtosecond
     )
     integrator.setRandomNumberSeed(seed)  # read when the Context is created, not afterwards
-    if platform is None:  # OpenMM's own choice: the fastest platform
+    return openmm.Context(system, integrator, *platform_for(platform, sharing)), integrator
+
+
+def platform_for(platform: str | None, sharing: int = 1) -> tuple[Any, dict[str, str]]:
+    """(OpenMM Platform, Context properties) for ``platform`` (None: OpenMM's own choice, the
+    fastest); on the CPU platform, one of ``sharing`` Contexts stepped at once gets that share of
+    the platform's threads (at least one)."""
+    import openmm
+
+    if platform is None:
         platforms = (openmm.Platform.getPlatform(i) for i in range(openmm.Platform.getNumPlatforms()))
         chosen = max(platforms, key=lambda p: p.getSpeed())
     else:
@@ -168,7 +176,7 @@ def _context(system: Any, temperature: float, friction_per_ps: float, timestep_f
     if sharing > 1 and chosen.getName() == "CPU":
         threads = int(chosen.getPropertyDefaultValue("Threads") or os.cpu_count() or 1)
         properties["Threads"] = str(max(1, threads // sharing))
-    return openmm.Context(system, integrator, chosen, properties), integrator
+    return chosen, properties
 
 
 def _reduced_row(context: Any, states: Sequence[Any], set_state: Callable[[Any, Any], None], kt: float) -> np.ndarray:
