@@ -444,8 +444,9 @@ def sample_replica_exchange(
     ``run.json``; resuming with another is refused (see :func:`sample_windows`).
 
     ``batched=True`` gives every state a Context of its own (integrator seed ``seed + 1 + k``;
-    on the CPU platform its share of the threads) and steps them side by side, each in a thread, with the ML force of all replicas evaluated
-    in one call per step (:mod:`atomml.lockstep`). The checkpoint then holds every Context's
+    on the CPU platform its share of the threads) and steps them side by side, each in a
+    thread, with the ML force of all replicas evaluated in one call per step
+    (:mod:`atomml.lockstep`). The checkpoint then holds every Context's
     random-number state; a run resumed in the other mode keeps its samples and configurations
     and draws fresh random numbers."""
     import openmm
