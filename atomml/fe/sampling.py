@@ -271,23 +271,30 @@ def sample_windows(
                                steps_per_sample=steps_per_sample, equilibration_steps=equilibration_steps,
                                timestep_fs=timestep_fs, friction_per_ps=friction_per_ps, box=box, platform=platform,
                                seed=seed, checkpoint_every=checkpoint_every, minimize=minimize, kt=kt)  # fmt: skip
+    stop, lock = threading.Event(), threading.Lock()
+
+    def told(done: int) -> None:  # side by side, one window at a time tells the caller
+        with lock:
+            if callback is not None:
+                callback(done)
+
     with tqdm(total=n_states * samples, unit="sample", disable=not progress, desc=label) as bar:
-        if not batched:
-            for k in range(n_states):
-                window(k, bar=bar, callback=callback)
-            return folder
+        _run_states([functools.partial(window, k, bar=bar, callback=told if batched else callback, stop=stop,
+                                       sharing=n_states if batched else 1) for k in range(n_states)],
+                    batched, stop)  # fmt: skip
+    return folder
+
+
+def _run_states(tasks: list[Callable[[], None]], batched: bool, stop: threading.Event | None = None) -> None:
+    """The samplers' per-state tasks: side by side, one thread each (:func:`atomml.lockstep.side_by_side`,
+    ``stop`` set when one fails), or in turn."""
+    if batched:
         from ..lockstep import side_by_side
 
-        stop, lock = threading.Event(), threading.Lock()
-
-        def told(done: int) -> None:  # one window at a time tells the caller
-            with lock:
-                if callback is not None:
-                    callback(done)
-
-        side_by_side([functools.partial(window, k, bar=bar, callback=told, stop=stop, sharing=n_states)
-                      for k in range(n_states)], stop)  # fmt: skip
-    return folder
+        side_by_side(tasks, stop)
+    else:
+        for task in tasks:
+            task()
 
 
 def _sample_window(k: int, *, system: Any, positions: Any, states: Sequence[Any], set_state: Callable[[Any, Any], None],
@@ -482,16 +489,6 @@ def sample_replica_exchange(
                          replica_of_state=replica_of_state, context=np.concatenate(blobs),
                          context_sizes=np.array([b.size for b in blobs], dtype=np.int64))  # fmt: skip
 
-    def run(tasks: list[Callable[[], None]]) -> None:
-        """The states' tasks: side by side (batched), else in turn."""
-        if batched:
-            from ..lockstep import side_by_side
-
-            side_by_side(tasks)
-        else:
-            for task in tasks:
-                task()
-
     if checkpoint.exists():
         saved = _load_checkpoint(checkpoint)
         meta = saved["meta"]
@@ -528,7 +525,7 @@ def sample_replica_exchange(
             steps[k] += equilibration_steps
             store(context, k)
 
-        run([functools.partial(equilibrate, k) for k in range(n_states)])
+        _run_states([functools.partial(equilibrate, k) for k in range(n_states)], batched)
         replica_of_state = np.arange(n_states, dtype=np.int32)
         done = 0
         commit(0, [0] * len(files))
@@ -552,7 +549,7 @@ def sample_replica_exchange(
         with bar:
             for n in range(done, samples):
                 u = np.empty((n_states, n_states))  # u[replica, state]
-                run([functools.partial(advance, k, u) for k in range(n_states)])
+                _run_states([functools.partial(advance, k, u) for k in range(n_states)], batched)
                 for k in range(n_states):  # the sample each state drew, before the swaps
                     outs[k].write(u[replica_of_state[k]].tobytes())
                 outcome = _exchange(u, replica_of_state, n, np.random.default_rng([seed, n]))
