@@ -15,6 +15,9 @@ import os
 # OpenMP's spinning threads, an ML force called back from inside OpenMM's CPU platform waits
 # ~0.3 s per call for a CPU on a 2-core machine
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# SciPy's OpenBLAS threads otherwise spin against torch's: a 3x3 expm (ASE's FrechetCellFilter
+# calls ten per step) took ~10 ms instead of ~0.1 ms on a 2-core machine
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -314,6 +314,8 @@ def run(
     with output_lock(folder, "screening output"):
         _check_manifest(folder, records, settings, inputs, overwrite)
         chunks = [records[i : i + chunk_size] for i in range(0, len(records), chunk_size)]
+        for stale in (folder / "chunks").glob("*.tmp*"):  # left by a killed run or worker
+            stale.unlink(missing_ok=True)
         finished = {i for i in range(len(chunks)) if (folder / "chunks" / f"{i:06d}.parquet").exists()}
         todo = [i for i in range(len(chunks)) if i not in finished]
         cpus = available_cpus()
