@@ -44,7 +44,8 @@ def add_parser(sub: Any) -> None:
     sc.add_argument("--output", "-o", default=None, help="results folder (running again resumes)")
     where = sc.add_mutually_exclusive_group()
     where.add_argument("--workers", type=int, default=None,
-                       help="local Dask worker processes (default: one per two CPUs); 0: in this process, no Dask")
+                       help="local Dask worker processes, one torch thread each (default: one per CPU); 0: in this "
+                            "process, no Dask")
     where.add_argument("--scheduler", default=None, metavar="ADDRESS", help="an existing Dask scheduler's address")
     sc.add_argument("--fmax", type=float, default=0.05, help="relaxation: largest force at convergence, eV/Å")
     sc.add_argument("--max-steps", type=int, default=500, help="relaxation: most FIRE steps")

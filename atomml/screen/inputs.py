@@ -3,14 +3,15 @@
 Supported inputs (by name):
 
 - ``*.smi`` / ``*.smiles`` / ``*.txt``: one SMILES per line, optionally followed by an id
-  (whitespace or comma separated; ``#`` starts a comment). Each molecule gets hydrogens and one
+  (whitespace or comma separated; a ``#`` at the start of a line or after a space starts a
+  comment, one inside a SMILES is a triple bond). Each molecule gets hydrogens and one
   RDKit conformer (ETKDG, then MMFF, seeded), its total charge from the formal charges.
 - ``*.sdf`` / ``*.mol``: RDKit reads each molecule with its hydrogens and formal charges; a
   molecule without 3D coordinates gets a conformer as a SMILES would.
 - ``*.xyz`` / ``*.extxyz``: every frame (ASE); the id from ``info["id"]`` or ``info["name"]``,
   the charge from ``info["charge"]`` (as :func:`atomml.graph.from_ase` reads it).
-- ``*.db``: every row of an ASE database; the id from the row's ``id`` key-value pair, or its
-  ``name``, or the row number.
+- ``*.db``: every row of an ASE database; the id from the row's ``name`` key-value pair, else
+  ``stem:row``; the charge from a ``charge`` key-value pair.
 - ``*.cif``, ``POSCAR*``, ``CONTCAR*``, ``*.vasp``, and folders of them: pymatgen reads each
   file (a CIF with several blocks gives one record per block).
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -138,7 +140,7 @@ def _records_of(path: Path) -> Iterator[Record]:
             yield from _records_of(file)
         return
     if not path.exists():
-        yield Record(id=path.name, source=str(path), status="read_error", message=f"{path}: no such file or folder")
+        yield Record(id=path.stem, source=str(path), status="read_error", message=f"{path}: no such file or folder")
         return
     kind = _kind(path)
     reader = {"smiles": _smiles, "sdf": _sdf, "xyz": _xyz, "db": _db, "crystal": _crystal}.get(kind or "")
@@ -177,8 +179,8 @@ def _one_line(exc: BaseException) -> str:
 
 def _smiles(path: Path) -> Iterator[Record]:
     for number, line in enumerate(path.read_text().splitlines(), start=1):
-        text = line.split("#", 1)[0].strip()
-        if not text:
+        text = re.split(r"\s#", line, maxsplit=1)[0].strip()  # "#" is a triple bond inside a SMILES
+        if not text or text.startswith("#"):
             continue
         fields = text.replace(",", " ").split()
         smiles = fields[0]

@@ -1,0 +1,184 @@
+"""The torch-sim model (atomml.interfaces.torch_sim) and the batched relaxation helper
+(scripts/torchsim_relax.py): torch-sim's own interface checks, the ASE calculator's numbers on
+every structure of a batch, the total charge, ASE's cell-filter forces, ASE's FIRE."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import bulk, molecule
+from ase.filters import FrechetCellFilter
+from ase.stress import voigt_6_to_full_3x3_stress
+
+import atomml
+from atomml.models import create
+
+ts = pytest.importorskip("torch_sim")
+from torch_sim.models.interface import validate_model_outputs  # noqa: E402
+
+from atomml.interfaces.torch_sim import AtomMLModel, with_charge  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+METALS, ORGANIC = "tensornet-metals-emt", "tensornet-organic-gfn2"
+
+
+def load_script(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def strained(atoms: Atoms, seed: int) -> Atoms:
+    """A rattled copy under a random non-symmetric strain: a cell whose transpose is another
+    cell, so that a row/column mix-up changes every number."""
+    rng = np.random.default_rng(seed)
+    atoms = atoms.copy()
+    atoms.set_cell(atoms.cell.array @ (np.eye(3) + 0.03 * rng.standard_normal((3, 3))), scale_atoms=True)
+    atoms.rattle(0.05, seed=seed)
+    return atoms
+
+
+def crystals() -> list[Atoms]:
+    return [strained(bulk("Cu", "fcc", a=3.6) * (2, 2, 2), 1), strained(bulk("Al", "fcc", a=4.05, cubic=True), 2),
+            strained(bulk("Au", "hcp", a=2.9, c=4.8) * (2, 1, 1), 3)]  # fmt: skip
+
+
+def molecules() -> list[Atoms]:
+    boxed = molecule("CH3COOH")
+    boxed.center(vacuum=4.0)  # a box, not periodic: a molecule all the same
+    return [molecule("CH3CH2OH"), molecule("H2O"), boxed, molecule("C6H6")]
+
+
+def state_of(structures: list[Atoms], dtype: torch.dtype = torch.float64, device: str = "cpu"):
+    return ts.io.atoms_to_state(structures, torch.device(device), dtype)
+
+
+def test_torch_sim_validates_the_model(device, dtype):
+    """torch-sim's own contract check (Si and Fe, one batch and each alone, inputs unchanged)
+    on a small random TensorNet, with float64 and float32 states."""
+    torch.manual_seed(0)
+    potential = create("tensornet", elements=[14, 26], cutoff=4.0, hidden_channels=8, num_layers=1, num_rbf=8)
+    model = AtomMLModel(potential, device=device, dtype=dtype, compute_stress=False)
+    validate_model_outputs(model, device, dtype)  # switches stress on through the setter
+    assert model.compute_stress
+    out = model(state_of([bulk("Si", "diamond", a=5.43)], dtype, device))
+    assert out["energy"].dtype == out["forces"].dtype == out["stress"].dtype == dtype
+    assert potential.dtype == torch.float32  # the network keeps its own dtype; the caller's object unchanged
+
+
+# The model puts all systems of a state in one graph and evaluates the potential once, as
+# atomml.evaluate does; the calculator evaluates one structure at a time. The float32 network
+# then sees the same edges in another order (the calculator's neighbour list is built with a
+# 0.5 Å skin and filtered), so sums round differently: measured ~1e-7 relative on energies,
+# <1e-6 eV/Å on forces, ~1e-8 eV/Å³ on stress (and bit-identical results with skin=0). The
+# metals' EMT-like totals are near zero (~0.3 eV for 8 atoms), so the energy tolerance has an
+# absolute floor of 1e-6 eV per atom, ten times the round-off of a float32 per-atom energy.
+@pytest.mark.parametrize("name", [METALS, ORGANIC])
+def test_every_structure_of_a_batch_matches_the_calculator(name):
+    structures = crystals() if name == METALS else molecules()
+    model = AtomMLModel(name, device="cpu")
+    out = model(state_of(structures))
+    forces = torch.split(out["forces"], [len(a) for a in structures])
+    calc = atomml.AtomMLCalculator(name, device="cpu")
+    for b, atoms in enumerate(structures):
+        atoms.calc = calc
+        energy = atoms.get_potential_energy()
+        assert float(out["energy"][b]) == pytest.approx(energy, rel=1e-6, abs=1e-6 * len(atoms)), b
+        np.testing.assert_allclose(forces[b].numpy(), atoms.get_forces(), rtol=0, atol=1e-5, err_msg=str(b))
+        if name == METALS:
+            stress = voigt_6_to_full_3x3_stress(atoms.get_stress())
+            np.testing.assert_allclose(out["stress"][b].numpy(), stress, rtol=0, atol=1e-6, err_msg=str(b))
+        else:  # torch-sim keeps "stress" in the output; molecules have none
+            assert torch.isnan(out["stress"][b]).all()
+
+
+def test_total_charge_from_the_state():
+    """torch-sim 0.3.0's states carry no charge; with_charge adds one that the model reads and
+    that an optimiser's state keeps through splitting and concatenation."""
+    hydroxide = Atoms("OH", positions=[[0, 0, 0], [0, 0, 0.97]])
+    structures = [hydroxide, molecule("H2O")]
+    model = AtomMLModel(ORGANIC, device="cpu")
+    state = with_charge(state_of(structures), [-1.0, 0.0])
+    init, _ = ts.optimizers.fire(model=model)
+    fire_state = with_charge(init(state), state.charge)
+    rejoined = ts.state.concatenate_states(fire_state.split()[::-1])
+    calc = atomml.AtomMLCalculator(ORGANIC, device="cpu")
+    hydroxide.info["charge"] = -1
+    expected = [calc.get_potential_energy(a) for a in structures]
+    assert model(state)["energy"].tolist() == pytest.approx(expected, rel=1e-6)
+    assert model(rejoined)["energy"].tolist() == pytest.approx(expected[::-1], rel=1e-6)
+    assert fire_state.energy.tolist() == pytest.approx(expected, rel=1e-6)
+    with pytest.warns(UserWarning, match="odd number"):  # neutral OH is a radical: the potential says so
+        neutral = model(state_of(structures))["energy"]
+    assert abs(float(neutral[0]) - expected[0]) > 1e-3  # the charge is not a no-op for this potential
+
+
+def test_frechet_cell_fire_sees_the_forces_of_ases_frechet_cell_filter():
+    """torch-sim's cell optimiser turns the model's stress into cell forces as ASE's
+    FrechetCellFilter does: both sign conventions (stress, virial) and the cell's
+    orientation agree. Tolerance as for forces above."""
+    structures = crystals()[:2]
+    init, _ = ts.optimizers.frechet_cell_fire(model=AtomMLModel(METALS, device="cpu"), md_flavor="ase_fire")
+    state = init(state_of(structures))
+    forces = torch.split(state.forces, [len(a) for a in structures])
+    for b, atoms in enumerate(structures):
+        atoms.calc = atomml.AtomMLCalculator(METALS, device="cpu")
+        expected = FrechetCellFilter(atoms).get_forces()
+        np.testing.assert_allclose(forces[b].numpy(), expected[:-3], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(state.cell_forces[b].numpy(), expected[-3:], rtol=0, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def relax_script():
+    return load_script("torchsim_relax")
+
+
+def test_relax_helper_follows_ases_fire(relax_script):
+    """One torch-sim call relaxes molecules (a charged one included) and, in another, a cell,
+    as atomml.relax (ASE's FIRE) does: the same criterion, (nearly) the same steps. torch-sim's
+    FIRE lowers its mixing parameter one step before ASE's does, so paths may part slightly:
+    steps within 1 and energies within 1e-4 eV (measured: equal steps, <1e-5 eV)."""
+    hydroxide = Atoms("OH", positions=[[0, 0, 0], [0, 0, 1.05]])
+    hydroxide.info["charge"] = -1
+    molecules_ = [molecule("H2O"), hydroxide, molecule("NH3")]
+    for atoms in molecules_:
+        atoms.rattle(0.05, seed=7)
+    cell = crystals()[1]
+    results = relax_script.relax(molecules_, ORGANIC, fmax=0.05, max_steps=200, cell=True)  # molecules: positions only
+    results += relax_script.relax([cell], METALS, fmax=0.02, max_steps=200, cell=True)
+    references = [atomml.relax(a, ORGANIC, fmax=0.05, steps=200, cell=False) for a in molecules_]
+    references.append(atomml.relax(cell, METALS, fmax=0.02, steps=200, cell=True))
+    for result, reference in zip(results, references):
+        assert result["converged"] and reference.converged
+        assert abs(result["steps"] - reference.steps) <= 1
+        assert result["energy"] == pytest.approx(reference.energy, abs=1e-4)
+        assert result["fmax"] == pytest.approx(np.linalg.norm(reference.forces, axis=1).max(), abs=5e-3)
+    assert results[-1]["atoms"].get_volume() == pytest.approx(references[-1].final_structure.get_volume(), rel=1e-4)
+    assert cell.get_volume() == crystals()[1].get_volume()  # the input is not changed
+
+
+def test_relax_helper_batches_swaps_and_keeps_the_order(relax_script):
+    """Small batches (max_atoms) with structures swapped in and out, a step cap, a structure
+    converged at the start (no step, as ASE), and a refusal of partial periodicity."""
+    structures = [molecule(name) for name in ("H2O", "CH4", "NH3", "CH3OH", "C2H4")]
+    for seed, atoms in enumerate(structures):
+        atoms.rattle(0.05, seed=seed)
+    results = relax_script.relax(structures, ORGANIC, fmax=0.05, max_steps=200, cell=False, max_atoms=8)
+    assert [r["atoms"].get_chemical_formula() for r in results] == [a.get_chemical_formula() for a in structures]
+    assert all(r["converged"] and r["fmax"] < 0.05 and r["steps"] > 0 for r in results)
+    again = relax_script.relax([results[0]["atoms"], structures[1]], ORGANIC, fmax=0.05, max_steps=3, cell=False)
+    assert again[0]["steps"] == 0 and again[0]["converged"]
+    assert again[0]["energy"] == pytest.approx(results[0]["energy"], abs=1e-9)
+    assert again[1]["steps"] == 3 and not again[1]["converged"]
+    slab = bulk("Cu", cubic=True)
+    slab.pbc = [True, True, False]
+    with pytest.raises(atomml.InputError, match="some axes"):
+        relax_script.relax([slab], METALS, fmax=0.05, max_steps=10, cell=False)
