@@ -29,6 +29,9 @@ Methods, each timed from structures in memory to energies out (wall clock, struc
   torch thread each, atomml screen's default), cluster start-up and the parquet/extxyz writing
   included; no HTML summary.
 
+Memory (``memory``): the peak resident memory of ``atomml screen`` in one process for a quarter
+of the structures and for all of them, at ``--batch-atoms`` 512 and 2048.
+
 Agreement: for every structure the plain loop relaxed, the final energy of each other method
 and whether its FIRE took the same number of steps (atomml screen's FIRE is ASE's arithmetic, so
 the step counts should match where round-off does not tip a comparison).
@@ -135,6 +138,36 @@ def atomml_screen(path: Path, potential: str, fmax: float, max_steps: int, cell:
             "statuses": table["status"].value_counts().to_dict()}  # fmt: skip
 
 
+MEMORY_PROBE = """
+import resource, sys
+import atomml.screen
+atomml.screen.run([sys.argv[1]], sys.argv[2], task=sys.argv[3], output=sys.argv[4], workers=0, max_steps=20,
+                  batch_atoms=int(sys.argv[5]), chunk_size=64, progress=False, summary=False)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def peak_memory(built: list, potential: str, cell: bool, scratch: Path) -> dict:
+    """Peak resident memory (MiB) of ``atomml screen`` in one process (``--workers 0``, 20 FIRE
+    steps each) for a quarter of the structures and for all of them, at two batch sizes: it
+    should follow the batch size, not the number of structures."""
+    import subprocess
+
+    import ase.io
+
+    out = {}
+    for count in (max(1, len(built) // 4), len(built)):
+        path = scratch / f"memory_{count}.extxyz"
+        ase.io.write(path, built[:count], format="extxyz")
+        for batch_atoms in (512, 2048):
+            output = scratch / f"memory_{count}_{batch_atoms}"
+            proc = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(path), potential,
+                                   "relax-cell" if cell else "relax", str(output), str(batch_atoms)],
+                                  capture_output=True, text=True, check=True)  # fmt: skip
+            out[f"{count}_structures_batch_atoms_{batch_atoms}"] = int(proc.stdout.split()[-1]) / 1024
+    return out
+
+
 def main() -> None:
     from atomml.threads import available_cpus
 
@@ -148,8 +181,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--threads", type=int, default=available_cpus())
     parser.add_argument("--batch-atoms", type=int, default=2048)
-    parser.add_argument("--chunk-size", type=int, default=64)
-    parser.add_argument("--methods", nargs="+", default=["ase_loop", "torch_sim", "atomml_screen"])
+    parser.add_argument("--chunk-size", type=int, default=None, help="default: atomml screen's (even chunks of <= 64)")
+    parser.add_argument("--methods", nargs="+", default=["ase_loop", "torch_sim", "atomml_screen", "memory"])
     parser.add_argument("--output", default=None, help="write the JSON here too")
     args = parser.parse_args()
 
@@ -178,6 +211,7 @@ def main() -> None:
                 args.chunk_size, scratch,
             )  # fmt: skip
             print(f"atomml_screen w{workers}: {runs[f'atomml_screen_w{workers}']['wall_s']:.1f} s", file=sys.stderr)
+    memory = peak_memory(built, potential, cell, scratch) if "memory" in args.methods else None
     shutil.rmtree(scratch, ignore_errors=True)
 
     rate = {name: r["structures"] / r["wall_s"] for name, r in runs.items()}
@@ -211,6 +245,8 @@ def main() -> None:
     if sims:
         best_sim = max(sims, key=rate.get)
         summary["over_best_torch_sim"] = {k: rate[k] / rate[best_sim] for k in rate if k.startswith("atomml_screen")}
+    if memory is not None:
+        summary["peak_memory_MiB"] = memory
     text = json.dumps(summary, indent=1)
     print(text)
     if args.output:

@@ -55,7 +55,8 @@ def add_parser(sub: Any) -> None:
     sc.add_argument("--friction", type=float, default=0.01, help="md: Langevin friction, 1/fs (0: NVE)")
     sc.add_argument("--seed", type=int, default=0, help="conformer embedding and MD velocities")
     sc.add_argument("--batch-atoms", type=int, default=2048, help="most atoms in one forward pass (bounds memory)")
-    sc.add_argument("--chunk-size", type=int, default=64, help="structures per chunk (the unit of resuming)")
+    sc.add_argument("--chunk-size", type=int, default=None,
+                    help="structures per chunk, the unit of resuming (default: even chunks of at most 64)")
     sc.add_argument("--device", default=None, help="torch device (default: CUDA where available)")
     sc.add_argument("--overwrite", action="store_true", help="discard another screening stored in --output")
     sc.add_argument("--no-progress", action="store_true")

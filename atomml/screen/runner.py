@@ -279,7 +279,7 @@ def run(
     friction_per_fs: float = 0.01,
     seed: int = 0,
     batch_atoms: int = 2048,
-    chunk_size: int = 64,
+    chunk_size: int | None = None,
     device: str | None = None,
     overwrite: bool = False,
     progress: bool = True,
@@ -305,7 +305,9 @@ def run(
         md_steps, timestep_fs, temperature_K, friction_per_fs: the MD task.
         seed: conformer embedding and MD velocities.
         batch_atoms: most atoms in one forward pass (bounds memory).
-        chunk_size: structures per chunk.
+        chunk_size: structures per chunk; default: the structures split evenly into chunks of at
+            most 64 (:func:`default_chunk_size`; it depends on the number of structures only, so
+            that a re-run with other workers resumes the same chunks).
         device: torch device on the workers (default: CUDA where available, else CPU).
         overwrite: start again in a folder that holds another screening.
         progress: a progress bar with ETA on stderr.
@@ -321,7 +323,7 @@ def run(
         device = "cuda" if torch.cuda.is_available() else "cpu"
     settings = Settings(task=task, potentials=potentials, fmax=fmax, max_steps=max_steps, md_steps=md_steps,
                         timestep_fs=timestep_fs, temperature_K=temperature_K, friction_per_fs=friction_per_fs,
-                        seed=seed, batch_atoms=batch_atoms, chunk_size=chunk_size, device=device)  # fmt: skip
+                        seed=seed, batch_atoms=batch_atoms, chunk_size=chunk_size or 1, device=device)  # fmt: skip
     settings.check()
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
         raise ValueError(f"workers must be a non-negative integer (0: in this process), got {workers!r}")
@@ -329,6 +331,9 @@ def run(
     records = read_records(inputs)
     if not records:
         raise InputError(f"no structures in {inputs}: give SMILES, SDF, extxyz, ASE database or CIF/POSCAR inputs")
+    if chunk_size is None:
+        settings = dataclasses.replace(settings, chunk_size=default_chunk_size(len(records)))
+    chunk_size = settings.chunk_size
     folder = Path(output)
     folder.mkdir(parents=True, exist_ok=True)
     with output_lock(folder, "screening output"):
@@ -363,6 +368,14 @@ def run(
                           settings=_summary_settings(settings, inputs, len(results), workers, client, scheduler,
                                                      time.perf_counter() - started))  # fmt: skip
     return results
+
+
+def default_chunk_size(count: int, most: int = 64) -> int:
+    """Chunks of at most ``most`` structures, all of nearly the same size: 200 structures make 4
+    chunks of 50, not 3 of 64 and one of 8, which would leave one of two workers idle for a
+    quarter of the run. Larger chunks batch better (a chunk's last structures relax in a
+    shrinking batch); smaller ones resume and balance better."""
+    return max(1, math.ceil(count / math.ceil(count / most)))
 
 
 def _summary_settings(settings: Settings, inputs: Any, count: int, workers: Any, client: Any, scheduler: Any,

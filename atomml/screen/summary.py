@@ -315,7 +315,8 @@ def write_summary(results: pandas.DataFrame, folder: Path, *, title: str, settin
            "No structure finished with an energy: no energy distribution to show.")
     if relax.any():
         figure("convergence.png", "Relaxation convergence",
-               _plot_convergence(plots / "convergence.png", np.where(relax, steps, np.nan), fmax, status, threshold),
+               _plot_convergence(plots / "convergence.png", np.where(relax & np.isfinite(fmax), steps, np.nan), fmax,
+                                 status, threshold),  # rows refused before relaxing have no fmax
                "No relaxation recorded its steps: no convergence to show.")
     if md.any():
         figure("md_temperature.png", "MD temperature",
