@@ -188,3 +188,30 @@ def test_random_sigkills_then_rerun(inputs, tmp_path):
     for column in ("status", "steps", "atoms"):
         assert list(results[column]) == list(reference[column]), column
     np.testing.assert_allclose(results["energy_eV"], reference["energy_eV"], atol=1e-9, equal_nan=True)
+
+
+def test_committee_single_point_and_md_in_process(tmp_path):
+    """A committee fills ``uncertainty_eV``; the MD task fills its summary columns."""
+    import ase.io
+
+    from atomml.potential_file import load_potential
+
+    frames = [molecule("H2O"), molecule("CH4"), molecule("CH3OH")]
+    path = tmp_path / "small.extxyz"
+    ase.io.write(path, frames, format="extxyz")
+    members = [load_potential(POTENTIAL), load_potential(POTENTIAL)]
+    for p in members[1].parameters():
+        p.data.mul_(1.001)  # a second, slightly different member
+    table = run([path], members, task="single-point", output=tmp_path / "sp", workers=0, progress=False)
+    calcs = [atomml.AtomMLCalculator(m) for m in members]
+    for row, atoms in zip(table.itertuples(), frames):
+        energies = [c.get_potential_energy(atoms) for c in calcs]
+        assert row.status == "ok" and row.steps == 0
+        assert row.energy_eV == pytest.approx(np.mean(energies), abs=2e-6)
+        assert row.uncertainty_eV == pytest.approx(np.std(energies), abs=2e-6) and row.uncertainty_eV > 0
+    assert (tmp_path / "sp" / "plots" / "uncertainty.png").exists()
+
+    md = run([path], POTENTIAL, task="md", md_steps=10, temperature_K=300, output=tmp_path / "md", workers=0,
+             progress=False, summary=False)  # fmt: skip
+    assert list(md["status"]) == ["ok"] * 3 and list(md["steps"]) == [10] * 3
+    assert np.isfinite(md[["md_temperature_K", "md_epot_mean_eV", "md_epot_std_eV"]].to_numpy()).all()
