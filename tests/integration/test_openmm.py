@@ -151,6 +151,7 @@ def test_mixed_system_and_lambda_interpolate(organic):
     assert np.abs(f_group[3:]).max() == 0.0
 
 
+@pytest.mark.slow  # ~35 s of MD; the default selection checks these forces against ASE (test_whole_periodic_system_matches_ase)
 def test_nve_energy_conserved_over_2000_steps():
     import ase.io
 

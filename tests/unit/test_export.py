@@ -14,14 +14,24 @@ from atomml.models import available, create, tiny_hyperparameters
 ELEMENTS = [1, 6, 8]
 
 
-@pytest.fixture(scope="module", params=available())  # every registered architecture
-def setup(request):
+def _setup(architecture):
     torch.manual_seed(0)
-    potential = create(request.param, elements=ELEMENTS, **tiny_hyperparameters(request.param, ELEMENTS)).double()
+    potential = create(architecture, elements=ELEMENTS, **tiny_hyperparameters(architecture, ELEMENTS)).double()
     molecule = testing.random_molecule(ELEMENTS, 12, seed=1)
     crystal = testing.random_crystal(ELEMENTS, 20, seed=2)
     slab = testing.random_crystal(ELEMENTS, 15, seed=3, pbc=(True, True, False))
     return potential, PotentialModule(potential), molecule, crystal, slab
+
+
+@pytest.fixture(scope="module", params=available())  # every registered architecture
+def setup(request):
+    return _setup(request.param)
+
+
+# TensorNet's dynamic fullgraph trace takes ~50 s on a 2-core CPU: a slow check (./test.sh -m slow).
+# The default selection still compiles TensorNet into one graph, with energy terms, in
+# test_energy_terms_compile_and_export.
+COMPILED = [pytest.param(a, marks=pytest.mark.slow) if a == "tensornet" else a for a in available()]
 
 
 def reference(potential, structures):
@@ -49,8 +59,9 @@ def test_exported_program_saved_loaded_and_run_on_other_sizes(setup, tmp_path):
         assert_close(energy_and_forces(loaded, module.example_inputs(structures)), reference(potential, structures))
 
 
-def test_compiles_to_one_graph(setup):
-    potential, module, molecule, crystal, slab = setup
+@pytest.mark.parametrize("architecture", COMPILED)
+def test_compiles_to_one_graph(architecture):
+    potential, module, molecule, crystal, slab = _setup(architecture)
     torch._dynamo.reset()
     # fullgraph=True: any graph break in the model is an error. aot_eager traces forward and
     # backward as the default inductor backend does, without the C++ code generation.

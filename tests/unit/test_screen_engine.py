@@ -65,9 +65,9 @@ def _alloys():
 
 
 def test_relax_positions_follows_ase_fire(organic):
-    mols = _molecules()
+    mols = _molecules()[:3]
     # a small atom budget, so that structures leave and join the batch while others relax
-    jobs = _run(relax, mols, Evaluator(organic), fmax=0.04, max_steps=200, cell=False, max_atoms=30)
+    jobs = _run(relax, mols, Evaluator(organic), fmax=0.04, max_steps=200, cell=False, max_atoms=20)
     for job, mol in zip(jobs, mols):
         ref = atomml.relax(mol, organic, fmax=0.04, steps=200, cell=False)
         assert job.status == "ok" and ref.converged
