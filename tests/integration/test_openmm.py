@@ -238,6 +238,7 @@ def test_cli_md_with_openmm_engine(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["resumed_from"] == 20
 
 
+@pytest.mark.slow  # ~25 s; ML in TIP3P also runs in the default selection (tests/integration/test_fe_hydration.py)
 def test_drug_like_molecule_ml_in_tip3p_water_langevin_2fs_hmr(organic_hcno, tmp_path):
     """Aspirin (GAFF2/AM1-BCC via AmberTools) in TIP3P: the molecule ML, the water MM and rigid,
     hydrogen mass repartitioning, LangevinMiddle at 2 fs. The run is at lambda_interpolate = 0.5:
