@@ -34,7 +34,7 @@ import torch
 
 from ..errors import InputError
 from ..graph import _single, batch_graphs
-from ..potential import MIN_CELL_VOLUME, MIN_DISTANCE, Potential
+from ..potential import MIN_CELL_VOLUME, MIN_DISTANCE, Potential, edge_vectors
 
 # ase.optimize.FIRE's defaults (ASE 3.29)
 FIRE_DEFAULTS = {"dt": 0.1, "maxstep": 0.2, "dtmax": 1.0, "Nmin": 5, "finc": 1.1, "fdec": 0.5, "astart": 0.1, "fa": 0.99}
@@ -193,10 +193,7 @@ class Evaluator:
 
 
 def _edge_lengths(graph: Any) -> torch.Tensor:
-    i, j = graph.edge_index
-    b = graph.batch[i]
-    shift = torch.bmm(graph.cell_shift.to(graph.positions.dtype).unsqueeze(1), graph.cell[b]).squeeze(1)
-    return (graph.positions[j] - graph.positions[i] + shift).norm(dim=1)
+    return edge_vectors(graph.positions, graph.cell, graph.batch, graph.edge_index, graph.cell_shift).norm(dim=1)
 
 
 class _Fire:
