@@ -114,6 +114,7 @@ def test_hydration_workflow_tiny(tmp_path, tiny_protocol, capsys):
     assert json.loads((out / "summary.json").read_text())["dG_hydration_kt"] == summary["dG_hydration_kt"]
 
 
+@pytest.mark.slow  # the replica-exchange sampler itself runs in the default selection (test_fe_sampling.py)
 def test_hydration_with_replica_exchange_tiny(tmp_path, tiny_protocol, methane_setup):
     from atomml.fe.hydration import HydrationProtocol, hydration_free_energy
     from atomml.fe.sampling import read_u_kn

@@ -26,8 +26,7 @@ pytest.importorskip("distributed")
 
 POTENTIAL = "tensornet-organic-gfn2"
 SMILES = [("CCO", "ethanol"), ("CC(=O)[O-]", "acetate"), ("C1CC1N(", "broken"), ("c1ccccc1", "benzene"),
-          ("[Si](C)(C)(C)C", "tetramethylsilane"), ("CN", "methylamine"), ("OC=O", "formic_acid"),
-          ("CC(C)=O", "acetone")]  # fmt: skip
+          ("[Si](C)(C)(C)C", "tetramethylsilane"), ("CN", "methylamine")]  # fmt: skip
 EXPECTED = {"broken": "bad_input", "tetramethylsilane": "unknown_element", "overlap": "overlapping_atoms",
             "nan": "invalid_geometry"}  # fmt: skip
 
@@ -142,7 +141,7 @@ def test_sigkill_and_rerun_gives_every_structure_once(inputs, tmp_path):
     os.killpg(process.pid, signal.SIGKILL)  # the whole run, mid-chunk
     process.wait()
     finished = len(list((output / "chunks").glob("*.parquet")))
-    assert 1 <= finished < 6 and not (output / "results.parquet").exists()
+    assert 1 <= finished < 5 and not (output / "results.parquet").exists()
 
     rerun = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr

@@ -29,8 +29,8 @@ def setup(request):
 
 
 # TensorNet's dynamic fullgraph trace takes ~50 s on a 2-core CPU: a slow check (./test.sh -m slow).
-# The default selection still compiles TensorNet into one graph, with energy terms, in
-# test_energy_terms_compile_and_export.
+# The default selection still traces TensorNet into one graph (with energy terms) by torch.export:
+# test_exported_program_saved_loaded_and_run_on_other_sizes and test_energy_terms_export.
 COMPILED = [pytest.param(a, marks=pytest.mark.slow) if a == "tensornet" else a for a in available()]
 
 
@@ -70,15 +70,25 @@ def test_compiles_to_one_graph(architecture):
         assert_close(energy_and_forces(compiled, module.example_inputs(structures)), reference(potential, structures))
 
 
-def test_energy_terms_compile_and_export(tmp_path):
-    """Terms run inside the one core energy function, so they compile into the same graph."""
+def _with_terms():
     torch.manual_seed(1)
     potential = create("tensornet", elements=ELEMENTS, terms=[{"name": "zbl", "cutoff": 2.0}, {"name": "d2", "cutoff": 3.0}],
                        **tiny_hyperparameters("tensornet", ELEMENTS)).double()  # fmt: skip
-    module = PotentialModule(potential)
     molecule, crystal = testing.random_molecule(ELEMENTS, 12, seed=1), testing.random_crystal(ELEMENTS, 20, seed=2)
+    return potential, PotentialModule(potential), molecule, crystal
+
+
+@pytest.mark.slow  # a dynamic fullgraph trace of TensorNet, ~25 s; the export below traces the same graph
+def test_energy_terms_compile():
+    """Terms run inside the one core energy function, so they compile into the same graph."""
+    potential, module, molecule, crystal = _with_terms()
     torch._dynamo.reset()
     compiled = torch.compile(module, fullgraph=True, dynamic=True, backend="aot_eager")
     assert_close(energy_and_forces(compiled, module.example_inputs([crystal, molecule])), reference(potential, [crystal, molecule]))
+
+
+def test_energy_terms_export():
+    """... and export with the architecture, run on other sizes than traced."""
+    potential, module, molecule, crystal = _with_terms()
     program = torch.export.export(module, module.example_inputs([crystal, molecule]), dynamic_shapes=module.dynamic_shapes())
     assert_close(energy_and_forces(program.module(), module.example_inputs([molecule, crystal])), reference(potential, [molecule, crystal]))
