@@ -24,6 +24,11 @@ import torch  # noqa: E402
 
 from atomml.testing import TOLERANCES
 
+# One torch thread in the test process (subprocesses keep their own defaults): the suite's
+# structures are small, and on the 2-core CI machine a second intra-op thread made a batch of
+# molecules 1.8x slower, not faster (scripts/bench_screen.py). Tests that need a count set it.
+torch.set_num_threads(1)
+
 # The calculator and the OpenMM force move a molecule to the compiled small-system path on their
 # own after a few calls (atomml.fast); a compile takes ~1 min per molecule size, so the suite
 # keeps that automatic choice off and tests/unit/test_fast.py switches it on where it is tested.
