@@ -328,6 +328,7 @@ def run(
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
         raise ValueError(f"workers must be a non-negative integer (0: in this process), got {workers!r}")
     started = time.perf_counter()
+    inputs = [str(i) for i in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)]
     records = read_records(inputs)
     if not records:
         raise InputError(f"no structures in {inputs}: give SMILES, SDF, extxyz, ASE database or CIF/POSCAR inputs")
@@ -378,12 +379,12 @@ def default_chunk_size(count: int, most: int = 64) -> int:
     return max(1, math.ceil(count / math.ceil(count / most)))
 
 
-def _summary_settings(settings: Settings, inputs: Any, count: int, workers: Any, client: Any, scheduler: Any,
+def _summary_settings(settings: Settings, inputs: list[str], count: int, workers: Any, client: Any, scheduler: Any,
                       wall: float) -> dict[str, Any]:  # fmt: skip
     names = [p if isinstance(p, (str, os.PathLike)) else type(p).__name__ for p in settings.potentials]
     shown: dict[str, Any] = {
         "potential": ", ".join(str(n) for n in names), "task": settings.task,
-        "inputs": ", ".join(str(i) for i in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)),
+        "inputs": ", ".join(inputs),
         "structures": count,
         "workers": "existing client" if client is not None else scheduler or workers,
         "wall time (this run)": f"{wall:.1f} s",
@@ -396,13 +397,13 @@ def _summary_settings(settings: Settings, inputs: Any, count: int, workers: Any,
     return shown
 
 
-def _check_manifest(folder: Path, records: Sequence[Record], settings: Settings, inputs: Any, overwrite: bool) -> None:
+def _check_manifest(folder: Path, records: Sequence[Record], settings: Settings, inputs: list[str], overwrite: bool) -> None:
     manifest = {
         "format": FORMAT,
         "settings": settings.identity(),
         "structures": len(records),
         "structures_digest": fingerprint(records),
-        "inputs": [str(i) for i in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)],
+        "inputs": inputs,
     }
     path = folder / "manifest.json"
     if path.exists() and not overwrite:
