@@ -41,6 +41,18 @@ MIN_CELL_VOLUME = 1e-9  # Å^3; a smaller cell does not span three dimensions: n
 VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
 
 
+def _graph_of(data: Any) -> AtomicGraph:
+    """A PyG ``Data``/``Batch`` as a graph without edges; anything else is refused."""
+    from .interfaces.pyg import from_pyg, is_pyg
+
+    if is_pyg(data):
+        return from_pyg(data, edges=False)
+    raise InputError(
+        f"a potential takes an atomml AtomicGraph or a torch_geometric Data/Batch, got {type(data).__name__}: "
+        "convert ASE Atoms with atomml.graph.from_ase, or use atomml.evaluate / AtomMLCalculator"
+    )
+
+
 class Potential(nn.Module):
     """An architecture plus everything needed to give physical energies.
 
@@ -237,8 +249,11 @@ class Potential(nn.Module):
         policy in the module docstring); give positions and cell in float64 (every atomml
         interface does) so that they are not rounded before the edge vectors are formed. If the
         graph has no edges, the neighbour list is built here. ``create_graph=True`` keeps the derivative graph
-        (for training on forces).
+        (for training on forces). A PyTorch Geometric ``Data`` or ``Batch`` is taken as well
+        (:mod:`atomml.interfaces.pyg`: its structures, with a neighbour list built here).
         """
+        if not isinstance(graph, AtomicGraph):
+            graph = _graph_of(graph)
         check_graph(graph)
         species = self.species(graph.atomic_numbers)
         if self.metadata.get("closed_shell_only") is True:

@@ -21,6 +21,10 @@ KJ_PER_MOL_TO_EV = 1.0 / EV_TO_KJ_PER_MOL
 KCAL_TO_KJ = 4.184  # thermochemical calorie, exact
 EV_TO_KCAL_PER_MOL = EV_TO_KJ_PER_MOL / KCAL_TO_KJ
 BOLTZMANN_EV_PER_K = BOLTZMANN_J_PER_K / ELEMENTARY_CHARGE_C
+HARTREE_EV = 27.211386245988  # CODATA 2018
+# eV per unit, for labels written by other codes (a dataset's data.energy_unit)
+ENERGY_UNITS = {"eV": 1.0, "meV": 1e-3, "kcal/mol": 1.0 / EV_TO_KCAL_PER_MOL, "kJ/mol": KJ_PER_MOL_TO_EV,
+                "Hartree": HARTREE_EV}  # fmt: skip
 
 # Length
 NM_TO_ANGSTROM = 10.0

@@ -22,7 +22,8 @@ plus ``info``: one JSON-able dict per structure (molecule name, SMILES, composit
 configuration type, ...), used for splits and reports.
 
 Files: extxyz (``.xyz``/``.extxyz``) and ASE databases (``.db``) are read and written through
-ASE, the format every tool in the field reads. Parsing extxyz is slow for tens of thousands of
+ASE, the format every tool in the field reads; PyTorch Geometric's processed files (``.pt``,
+an ``InMemoryDataset``) through :mod:`atomml.interfaces.pyg`, without running code from them. Parsing extxyz is slow for tens of thousands of
 frames, so :func:`load_dataset` keeps a cache beside the file: a folder of ``.npy`` arrays,
 memory-mapped on load, rebuilt when the source file's content hash changes.
 """
@@ -144,6 +145,28 @@ class Dataset:
             source_keys={k: sorted(v) for k, v in seen.items()},
         )
 
+    @classmethod
+    def from_pyg(
+        cls,
+        dataset: Iterable[Any],
+        *,
+        energy_key: str = "energy",
+        forces_key: str = "forces",
+        stress_key: str = "stress",
+        charge_key: str = "charge",
+        keys: dict[str, str] | None = None,
+    ) -> Dataset:
+        """From PyTorch Geometric ``Data`` objects, one per structure (an ``InMemoryDataset``,
+        a list, ...), labels in eV, eV/Å, eV/Å³: :func:`atomml.interfaces.pyg.dataset_arrays`.
+
+        The label keys name ``Data`` attributes (PyG's MD17: ``force``, in kcal/mol; QM9:
+        ``y[7]``, U0 in eV); ``keys`` renames the structure's own attributes
+        (:data:`atomml.interfaces.pyg.PYG_KEYS`)."""
+        from ..interfaces.pyg import dataset_arrays
+
+        return cls(**dataset_arrays(dataset, energy_key=energy_key, forces_key=forces_key, stress_key=stress_key,
+                                    charge_key=charge_key, keys=keys))  # fmt: skip
+
     def to_ase(self) -> list[Any]:
         """The structures as ASE ``Atoms`` with a single-point calculator holding the labels."""
         from ase import Atoms
@@ -235,7 +258,9 @@ class Dataset:
 
     # -- files --------------------------------------------------------------------------------
     def write(self, path: str | os.PathLike[str]) -> Path:
-        """Write to extxyz or an ASE database (by suffix); the file is replaced atomically."""
+        """Write to extxyz, an ASE database or a PyG processed file (``.pt``, read by
+        ``InMemoryDataset.load``; :func:`atomml.interfaces.pyg.dataset_to_pyg`), by suffix; the
+        file is replaced atomically."""
         from ase.io import write
 
         path = Path(path)
@@ -243,7 +268,11 @@ class Dataset:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         tmp.unlink(missing_ok=True)
-        if kind == "db":
+        if kind == "pyg":
+            from ..interfaces.pyg import _pyg, dataset_to_pyg
+
+            _pyg().InMemoryDataset.save(dataset_to_pyg(self), str(tmp))
+        elif kind == "db":
             from ase.db import connect
 
             with connect(str(tmp), type="db") as db:
@@ -283,32 +312,74 @@ class Dataset:
         return cls(info=meta["info"], source_keys=meta.get("source_keys"), **arrays)
 
 
-def load_dataset(path: str | os.PathLike[str], cache: bool = True, **label_keys: str) -> Dataset:
-    """Read extxyz / ASE database ``path`` (or a cache folder), using and refreshing the cache
-    folder ``path + ".atomml-cache"`` when ``cache`` is true.
+def load_dataset(
+    path: str | os.PathLike[str], cache: bool = True, energy_unit: str = "eV", **label_keys: str
+) -> Dataset:
+    """Read extxyz / ASE database / PyG processed file ``path`` (or a cache folder), using and
+    refreshing the cache folder ``path + ".atomml-cache"`` when ``cache`` is true.
 
     ``label_keys`` (``energy_key``, ``forces_key``, ``stress_key``, ``charge_key``) say where
     the labels are, as in :meth:`Dataset.from_ase`; e.g. ``energy_key="REF_energy"`` for MACE's.
+    ``energy_unit`` (:data:`~atomml.units.ENERGY_UNITS`) is the unit of the energy labels, the
+    forces' being that per Å and the stress's that per Å³; they are converted to eV.
+
+    A PyG dataset (``.pt``, what ``InMemoryDataset.save`` writes, or the dataset's root folder
+    with its ``processed/`` folder) is read by :func:`atomml.interfaces.pyg.load_processed`,
+    its label keys naming ``Data`` attributes (``force`` for PyG's MD17, ``y[7]`` for QM9's U0).
     """
     unknown = sorted(set(label_keys) - set(LABEL_KEYS))
     if unknown:
         raise TypeError(f"load_dataset: unknown argument(s) {unknown}; label keys are {sorted(LABEL_KEYS)}")
+    scale = energy_scale(energy_unit)
     keys = {**LABEL_KEYS, **label_keys}
     path = Path(path)
-    if path.is_dir():
+    if path.is_dir() and (path / "processed").is_dir():
+        from ..interfaces.pyg import processed_file
+
+        path = processed_file(path)
+    elif path.is_dir():
         return Dataset.load_cache(path)
     if not path.exists():
-        raise InputError(f"dataset file {path} does not exist; check the path (an extxyz .xyz/.extxyz or ASE .db file)")
+        raise InputError(
+            f"dataset file {path} does not exist; check the path (an extxyz .xyz/.extxyz, ASE .db or PyG .pt file)"
+        )
     kind = _file_kind(path)
     folder = path.with_name(path.name + CACHE_SUFFIX)
     digest = _sha256(path) if cache else ""
+    described = {**keys, "energy_unit": energy_unit} if energy_unit != "eV" else keys  # what the cache holds
     if cache and (folder / "info.json").exists():
         try:
             meta = json.loads((folder / "info.json").read_text())
-            if meta.get("source_sha256") == digest and meta.get("label_keys", LABEL_KEYS) == keys:
+            if meta.get("source_sha256") == digest and meta.get("label_keys", LABEL_KEYS) == described:
                 return Dataset.load_cache(folder)
         except (OSError, ValueError, InputError):
             pass  # a damaged or stale cache is rebuilt below
+    dataset = _read(path, kind, keys)
+    if scale != 1.0:
+        dataset.energy, dataset.forces, dataset.stress = (scale * getattr(dataset, k) for k in ("energy", "forces", "stress"))
+    if cache:
+        dataset.save_cache(folder, digest, described)
+    return dataset
+
+
+def energy_scale(unit: str) -> float:
+    """eV per ``unit`` (:data:`~atomml.units.ENERGY_UNITS`), else :class:`InputError`."""
+    from ..units import ENERGY_UNITS
+
+    if unit not in ENERGY_UNITS:
+        raise InputError(f"unknown energy unit {unit!r}; use one of {', '.join(ENERGY_UNITS)}")
+    return ENERGY_UNITS[unit]
+
+
+def _read(path: Path, kind: str, keys: dict[str, str]) -> Dataset:
+    """The labelled structures of one file (no cache, labels in the file's units)."""
+    if kind == "pyg":
+        from ..interfaces.pyg import load_processed
+
+        try:
+            return Dataset.from_pyg(load_processed(path), **keys)
+        except InputError as exc:
+            raise InputError(f"{path}: {exc}") from None
     if kind == "db":
         from ase.db import connect
 
@@ -324,12 +395,9 @@ def load_dataset(path: str | os.PathLike[str], cache: bool = True, **label_keys:
 
         frames = read(str(path), ":", format="extxyz")
     try:
-        dataset = Dataset.from_ase(frames, **keys)
+        return Dataset.from_ase(frames, **keys)
     except InputError as exc:
         raise InputError(f"{path}: {exc}") from None
-    if cache:
-        dataset.save_cache(folder, digest, keys)
-    return dataset
 
 
 def describe_keys(source_keys: dict[str, Any]) -> str:
@@ -420,7 +488,12 @@ def _file_kind(path: Path) -> str:
         return "db"
     if suffix in (".xyz", ".extxyz"):
         return "extxyz"
-    raise InputError(f"{path}: unknown dataset format {suffix!r}; use .extxyz/.xyz (extended XYZ) or .db (ASE database)")
+    if suffix == ".pt":
+        return "pyg"
+    raise InputError(
+        f"{path}: unknown dataset format {suffix!r}; use .extxyz/.xyz (extended XYZ), .db (ASE database) "
+        "or .pt (a PyTorch Geometric InMemoryDataset's processed file)"
+    )
 
 
 def _sha256(path: Path) -> str:

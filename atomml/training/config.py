@@ -29,7 +29,8 @@ stored relative to it, others by file name only.
 Each field carries its section and meaning (``dataclasses.field`` metadata);
 ``docs/training-config.md``, the reference of every key, is generated from them
 (:func:`reference_markdown`). Data written by other codes is read through ``data.energy_key``,
-``forces_key``, ``stress_key`` and ``charge_key`` (MACE's ``REF_energy``, ``REF_forces``, ...).
+``forces_key``, ``stress_key`` and ``charge_key`` (MACE's ``REF_energy``, ``REF_forces``, ...; the
+attributes of a PyTorch Geometric dataset's ``Data``), in the unit ``data.energy_unit``.
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ class TrainConfig:
         "elements and hyperparameters must match",
     )
     # data
-    train: str = _key("data", "", "training data: extxyz (`.xyz`, `.extxyz`) or ASE database (`.db`) file (required)")
+    train: str = _key("data", "", "training data: extxyz (`.xyz`, `.extxyz`), ASE database (`.db`) or PyTorch "
+                                  "Geometric dataset (its processed `.pt` file or root folder) (required)")
     valid: str | None = _key("data", None, "validation data file; if unset, `valid_fraction` of `train` is held out")
     test_sets: dict[str, str] = _key(
         "data", factory=dict, doc="named test files, e.g. `{heldout: test.extxyz}`; their errors go to `metrics.json`"
@@ -105,6 +107,8 @@ class TrainConfig:
     stress_key: str = _key("data", "stress", "info key of the stress (eV/Å³, ASE sign; 6 Voigt or 9 values) "
                                              "(MACE files: `REF_stress`)")
     charge_key: str = _key("data", "charge", "info key of the total charge (e); 0 where absent")
+    energy_unit: str = _key("data", "eV", "unit of the energy labels (forces: per Å, stress: per Å³), converted to eV: "
+                                          "`eV`, `meV`, `kcal/mol` (PyG's MD17), `kJ/mol` or `Hartree`")
     # loss
     energy_weight: float = _key("loss", 1.0, "weight of the squared energy-per-atom error (eV/atom)²")
     forces_weight: float = _key("loss", 10.0, "weight of the squared force-component error (eV/Å)²; 0 fits energies only")
@@ -153,6 +157,10 @@ class TrainConfig:
             raise ValueError("optimizer.batch_size and run.checkpoint_every must be positive")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"run.threads must be at least 1, got {self.threads}")
+        from ..units import ENERGY_UNITS
+
+        if self.energy_unit not in ENERGY_UNITS:
+            raise ValueError(f"data.energy_unit must be one of {', '.join(ENERGY_UNITS)}, got {self.energy_unit!r}")
         for key in ("energy_key", "forces_key", "stress_key", "charge_key"):
             if not getattr(self, key):
                 raise ValueError(f"data.{key} must name an info or arrays key of the data files, got an empty string")
@@ -222,7 +230,7 @@ class TrainConfig:
         """Hash of the fields that define the optimisation (not the stopping or output)."""
         # the label keys are left out: what they read is hashed with the data (run_fingerprint)
         skip = {"max_epochs", "max_steps", "max_minutes", "early_stopping_patience", "output", "progress", "threads", "device",
-                "verbose", "energy_key", "forces_key", "stress_key", "charge_key"}
+                "verbose", "energy_key", "forces_key", "stress_key", "charge_key", "energy_unit"}
         values = {k: v for k, v in self.to_dict().items() if k not in skip}
         if self.scheduler == "cosine":
             values["max_steps"] = self.max_steps

@@ -164,7 +164,7 @@ class Trainer:
                 "config file's folder)"
             )
         c = self.config
-        return load_dataset(path, cache=c.cache, **{k: getattr(c, k) for k in LABEL_KEYS})
+        return load_dataset(path, cache=c.cache, energy_unit=c.energy_unit, **{k: getattr(c, k) for k in LABEL_KEYS})
 
     def _check_labels(self, data: Dataset) -> None:
         """Each quantity the loss weighs must be labelled somewhere in the training data."""
