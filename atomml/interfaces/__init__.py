@@ -3,6 +3,8 @@
 - :mod:`atomml.interfaces.ase`: the ASE calculator (:class:`AtomMLCalculator`).
 - :mod:`atomml.interfaces.openmm`: the OpenMM force through openmm-ml (needs the ``openmm`` extra).
 - :mod:`atomml.interfaces.openmm_plugin`: openmm-ml's entry point for ``MLPotential("atomml")``.
+- :mod:`atomml.interfaces.torch_sim`: a torch-sim model (needs the ``torch-sim`` extra).
+- :mod:`atomml.interfaces.pyg`: PyTorch Geometric ``Data``/``Batch`` and datasets (``pyg`` extra).
 
 Importing this package imports none of them, so OpenMM is loaded only when asked for.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-_MODULES = ("ase", "openmm", "openmm_plugin")
+_MODULES = ("ase", "openmm", "openmm_plugin", "torch_sim", "pyg")
 
 
 def __getattr__(name: str) -> ModuleType:

@@ -64,6 +64,12 @@ def test_the_cache_is_rebuilt_when_the_keys_change(mace_file, tmp_path):
     assert np.isnan(load_dataset(path).energy).all()  # cached without labels
     np.testing.assert_allclose(load_dataset(path, **MACE_KEYS).energy, mace_file[1]["energy"], atol=1e-6)
     assert np.isfinite(load_dataset(path, **MACE_KEYS).forces).all()  # and the new cache is used
+    in_mev = load_dataset(path, energy_unit="meV", **MACE_KEYS)  # labels said to be meV: scaled, a new cache
+    np.testing.assert_allclose(in_mev.energy, 1e-3 * mace_file[1]["energy"], atol=1e-9)
+    np.testing.assert_allclose(in_mev.stress, 1e-3 * mace_file[1]["stress"], atol=1e-11)
+    np.testing.assert_allclose(load_dataset(path, **MACE_KEYS).energy, mace_file[1]["energy"], atol=1e-6)
+    with pytest.raises(InputError, match="unknown energy unit 'kcal'"):
+        load_dataset(path, energy_unit="kcal", **MACE_KEYS)
 
 
 def test_a_key_that_matches_nothing_lists_the_keys_in_the_file(mace_file):
