@@ -1,12 +1,11 @@
-"""The torch-sim model (atomml.interfaces.torch_sim) and the batched relaxation helper
-(scripts/torchsim_relax.py): torch-sim's own interface checks, the ASE calculator's numbers on
-every structure of a batch, the total charge, ASE's cell-filter forces, ASE's FIRE."""
+"""The torch-sim model and batched relaxation (atomml.interfaces.torch_sim): torch-sim's own interface checks, the ASE calculator's numbers on
+every structure of a batch, the total charge, ASE's cell-filter forces, ASE's FIRE.
+
+Run with torch-sim 0.3.0 in .venv (Python 3.11) and with 0.6.2 by dev/torchsim-py312.sh
+(Python 3.12): where their APIs differ, the tests take ase_fire and check what
+each version does."""
 
 from __future__ import annotations
-
-import importlib.util
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,18 +21,10 @@ from atomml.models import create
 ts = pytest.importorskip("torch_sim")
 from torch_sim.models.interface import validate_model_outputs  # noqa: E402
 
-from atomml.interfaces.torch_sim import AtomMLModel, with_charge  # noqa: E402
+from atomml.interfaces.torch_sim import AtomMLModel, ase_fire, relax, with_charge  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
 METALS, ORGANIC = "tensornet-metals-emt", "tensornet-organic-gfn2"
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+STATE_EXTRAS = hasattr(ts.SimState, "system_extras")  # torch-sim 0.6: states carry per-system extras
 
 
 def strained(atoms: Atoms, seed: int) -> Atoms:
@@ -62,10 +53,12 @@ def state_of(structures: list[Atoms], dtype: torch.dtype = torch.float64, device
 
 
 def test_torch_sim_validates_the_model(device, dtype):
-    """torch-sim's own contract check (Si and Fe, one batch and each alone, inputs unchanged)
-    on a small random TensorNet, with float64 and float32 states."""
+    """torch-sim's own contract check (crystals in one batch and each alone, inputs unchanged:
+    Si and Fe in 0.3.0; Si, Mg and Fe, a translation by a lattice vector and a benzene molecule
+    in 0.6.2) on a small random TensorNet, with float64 and float32 states."""
     torch.manual_seed(0)
-    potential = create("tensornet", elements=[14, 26], cutoff=4.0, hidden_channels=8, num_layers=1, num_rbf=8)
+    elements = [1, 6, 12, 14, 26]  # H, C, Mg, Si, Fe
+    potential = create("tensornet", elements=elements, cutoff=4.0, hidden_channels=8, num_layers=1, num_rbf=8)
     model = AtomMLModel(potential, device=device, dtype=dtype, compute_stress=False)
     validate_model_outputs(model, device, dtype)  # switches stress on through the setter
     assert model.compute_stress
@@ -101,24 +94,39 @@ def test_every_structure_of_a_batch_matches_the_calculator(name):
 
 
 def test_total_charge_from_the_state():
-    """torch-sim 0.3.0's states carry no charge; with_charge adds one that the model reads and
-    that an optimiser's state keeps through splitting and concatenation."""
+    """with_charge gives a state a charge that the model reads and that an optimiser's state
+    keeps through splitting and concatenation: torch-sim 0.6.2 keeps it as a state extra (also
+    through the optimiser's init, and reads atoms.info into one itself), 0.3.0, whose states
+    have none, as an attribute of a subclass (given again to the optimiser's state)."""
     hydroxide = Atoms("OH", positions=[[0, 0, 0], [0, 0, 0.97]])
     structures = [hydroxide, molecule("H2O")]
     model = AtomMLModel(ORGANIC, device="cpu")
     state = with_charge(state_of(structures), [-1.0, 0.0])
-    init, _ = ts.optimizers.fire(model=model)
-    fire_state = with_charge(init(state), state.charge)
+    init, _ = ase_fire(model, cell=False)
+    fire_state = init(state)
+    if STATE_EXTRAS:
+        assert fire_state.system_extras["charge"].tolist() == [-1.0, 0.0]
+    else:
+        fire_state = with_charge(fire_state, state.charge)
     rejoined = ts.state.concatenate_states(fire_state.split()[::-1])
     calc = atomml.AtomMLCalculator(ORGANIC, device="cpu")
     hydroxide.info["charge"] = -1
+    structures[1].info["charge"] = 0
     expected = [calc.get_potential_energy(a) for a in structures]
     assert model(state)["energy"].tolist() == pytest.approx(expected, rel=1e-6)
     assert model(rejoined)["energy"].tolist() == pytest.approx(expected[::-1], rel=1e-6)
     assert fire_state.energy.tolist() == pytest.approx(expected, rel=1e-6)
+    if STATE_EXTRAS:  # torch-sim's own reading of atoms.info, under either of its names for it
+        for name in ("charge", "total_charge"):
+            native = ts.io.atoms_to_state(
+                structures, torch.device("cpu"), torch.float64, system_extras_map={name: "charge"}
+            )
+            assert model(native)["energy"].tolist() == pytest.approx(expected, rel=1e-6), name
     with pytest.warns(UserWarning, match="odd number"):  # neutral OH is a radical: the potential says so
-        neutral = model(state_of(structures))["energy"]
+        neutral = model(with_charge(state, 0.0))["energy"]  # a new charge replaces the old one
+        uncharged = model(state_of(structures))["energy"]  # a state without a charge is neutral
     assert abs(float(neutral[0]) - expected[0]) > 1e-3  # the charge is not a no-op for this potential
+    assert uncharged.tolist() == pytest.approx(neutral.tolist(), rel=1e-6)
 
 
 def test_frechet_cell_fire_sees_the_forces_of_ases_frechet_cell_filter():
@@ -126,7 +134,7 @@ def test_frechet_cell_fire_sees_the_forces_of_ases_frechet_cell_filter():
     FrechetCellFilter does: both sign conventions (stress, virial) and the cell's
     orientation agree. Tolerance as for forces above."""
     structures = crystals()[:2]
-    init, _ = ts.optimizers.frechet_cell_fire(model=AtomMLModel(METALS, device="cpu"), md_flavor="ase_fire")
+    init, _ = ase_fire(AtomMLModel(METALS, device="cpu"), cell=True)
     state = init(state_of(structures))
     forces = torch.split(state.forces, [len(a) for a in structures])
     for b, atoms in enumerate(structures):
@@ -136,12 +144,7 @@ def test_frechet_cell_fire_sees_the_forces_of_ases_frechet_cell_filter():
         np.testing.assert_allclose(state.cell_forces[b].numpy(), expected[-3:], rtol=0, atol=1e-5)
 
 
-@pytest.fixture(scope="module")
-def relax_script():
-    return load_script("torchsim_relax")
-
-
-def test_relax_helper_follows_ases_fire(relax_script):
+def test_relax_follows_ases_fire():
     """One torch-sim call relaxes molecules (a charged one included) and, in another, a cell,
     as atomml.relax (ASE's FIRE) does: the same criterion, (nearly) the same steps. torch-sim's
     FIRE lowers its mixing parameter one step before ASE's does, so paths may part slightly:
@@ -152,8 +155,8 @@ def test_relax_helper_follows_ases_fire(relax_script):
     for atoms in molecules_:
         atoms.rattle(0.05, seed=7)
     cell = crystals()[1]
-    results = relax_script.relax(molecules_, ORGANIC, fmax=0.05, max_steps=200, cell=True)  # molecules: positions only
-    results += relax_script.relax([cell], METALS, fmax=0.02, max_steps=200, cell=True)
+    results = relax(molecules_, ORGANIC, fmax=0.05, max_steps=200, cell=True)  # molecules: positions only
+    results += relax([cell], METALS, fmax=0.02, max_steps=200, cell=True)
     references = [atomml.relax(a, ORGANIC, fmax=0.05, steps=200, cell=False) for a in molecules_]
     references.append(atomml.relax(cell, METALS, fmax=0.02, steps=200, cell=True))
     for result, reference in zip(results, references):
@@ -165,20 +168,20 @@ def test_relax_helper_follows_ases_fire(relax_script):
     assert cell.get_volume() == crystals()[1].get_volume()  # the input is not changed
 
 
-def test_relax_helper_batches_swaps_and_keeps_the_order(relax_script):
+def test_relax_batches_swaps_and_keeps_the_order():
     """Small batches (max_atoms) with structures swapped in and out, a step cap, a structure
     converged at the start (no step, as ASE), and a refusal of partial periodicity."""
     structures = [molecule(name) for name in ("H2O", "CH4", "NH3", "CH3OH", "C2H4")]
     for seed, atoms in enumerate(structures):
         atoms.rattle(0.05, seed=seed)
-    results = relax_script.relax(structures, ORGANIC, fmax=0.05, max_steps=200, cell=False, max_atoms=8)
+    results = relax(structures, ORGANIC, fmax=0.05, max_steps=200, cell=False, max_atoms=8)
     assert [r["atoms"].get_chemical_formula() for r in results] == [a.get_chemical_formula() for a in structures]
     assert all(r["converged"] and r["fmax"] < 0.05 and r["steps"] > 0 for r in results)
-    again = relax_script.relax([results[0]["atoms"], structures[1]], ORGANIC, fmax=0.05, max_steps=3, cell=False)
+    again = relax([results[0]["atoms"], structures[1]], ORGANIC, fmax=0.05, max_steps=3, cell=False)
     assert again[0]["steps"] == 0 and again[0]["converged"]
     assert again[0]["energy"] == pytest.approx(results[0]["energy"], abs=1e-9)
     assert again[1]["steps"] == 3 and not again[1]["converged"]
     slab = bulk("Cu", cubic=True)
     slab.pbc = [True, True, False]
     with pytest.raises(atomml.InputError, match="some axes"):
-        relax_script.relax([slab], METALS, fmax=0.05, max_steps=10, cell=False)
+        relax([slab], METALS, fmax=0.05, max_steps=10, cell=False)
