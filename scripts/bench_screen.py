@@ -22,7 +22,7 @@ Methods, each timed from structures in memory to energies out (wall clock, struc
   (minutes per hundred) at 1 torch thread and at the machine's thread count (``--threads``),
   ``small_system=False`` (relaxations stay on the general path: the automatic switch would
   compile a program per molecule size after 200 calls, about a minute each);
-- ``torch_sim``: torch-sim 0.3.0's batched FIRE (``scripts/torchsim_relax.py``) driving the same
+- ``torch_sim``: torch-sim 0.3.0's batched FIRE (``atomml.interfaces.torch_sim.relax``) driving the same
   potential through ``atomml.interfaces.torch_sim.AtomMLModel``, at 1 torch thread and at
   ``--threads``, in one process (torch-sim has no multi-process runner);
 - ``atomml_screen_wN``: ``atomml.screen.run`` with N local Dask workers (``--workers``; one
@@ -109,11 +109,11 @@ def ase_loop(atoms_list: list, potential: str, fmax: float, max_steps: int, cell
 def torch_sim(atoms_list: list, potential: str, fmax: float, max_steps: int, cell: bool, threads: int,
               max_atoms: int) -> dict:  # fmt: skip
     import torch
-    import torchsim_relax
+    from atomml.interfaces.torch_sim import relax as torchsim_relax
 
     torch.set_num_threads(threads)
     start = time.perf_counter()
-    rows = torchsim_relax.relax(atoms_list, potential, fmax=fmax, max_steps=max_steps, cell=cell, max_atoms=max_atoms)
+    rows = torchsim_relax(atoms_list, potential, fmax=fmax, max_steps=max_steps, cell=cell, max_atoms=max_atoms)
     wall = time.perf_counter() - start
     return {"wall_s": wall, "structures": len(atoms_list), "energy": [r["energy"] for r in rows],
             "steps": [r.get("steps") for r in rows], "converged": [bool(r["converged"]) for r in rows]}  # fmt: skip
