@@ -36,7 +36,9 @@ def neighbor_list(
 
     positions (N, 3); cell (B, 3, 3) or (3, 3); pbc (B, 3) or (3,); batch (N,) sorted structure
     index (``None``: one structure). Returns edge_index (2, E) int64 (row 0 = i, row 1 = j)
-    and cell_shift (E, 3) int64, on the device of ``positions``, sorted by i.
+    and cell_shift (E, 3) int64, on the device of ``positions``, sorted by i (the vesin
+    backend, the CPU's: by i, j, then shift, an order that does not depend on the positions the
+    list was built at).
     """
     if not cutoff > 0 or cutoff == float("inf"):
         raise InputError(f"cutoff must be a positive finite number of Å, got {cutoff}")

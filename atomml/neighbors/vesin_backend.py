@@ -31,6 +31,7 @@ def vesin_neighbor_list(positions: Tensor, cell: Tensor, pbc: Tensor, cutoff: fl
             continue
         box = cells[b] if periodic[b].any() else np.zeros((3, 3))
         i, j, s = calculator.compute(pos[start : start + n], box, periodic[b], quantities="ijS", copy=True)
+        i, j, s = _canonical(i, j, s)
         all_i.append(i.astype(np.int64) + start)
         all_j.append(j.astype(np.int64) + start)
         all_s.append(s.astype(np.int64))
@@ -39,3 +40,24 @@ def vesin_neighbor_list(positions: Tensor, cell: Tensor, pbc: Tensor, cutoff: fl
     edge_index = torch.from_numpy(np.stack([np.concatenate(all_i), np.concatenate(all_j)]))
     cell_shift = torch.from_numpy(np.concatenate(all_s).reshape(-1, 3))
     return edge_index.to(device), cell_shift.to(device)
+
+
+def _canonical(i: np.ndarray, j: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs in one order whatever the positions they were found at: by i, j, then shift.
+
+    vesin's ``sorted`` orders the pairs by i only; within an atom's pairs, and among the
+    periodic images of one pair (a cell smaller than the cutoff), the order depends on where
+    the atoms sit (cell bins). A Verlet-skin list keeps the order of the list it was built
+    from, so without this an MD run resumed from a checkpoint (its list built at another step)
+    would sum the same edges in another order and leave the uninterrupted run in the last bit.
+    Costs a stable sort of the pairs (~15% of vesin's time for 1,536 atoms at 5 Å), and a full
+    lexicographic sort only where images of one pair occur."""
+    i, j, s = i.astype(np.int64), j.astype(np.int64), s.reshape(-1, 3)
+    if len(i) < 2:
+        return i, j, s
+    order = np.argsort(i * (int(max(i.max(), j.max())) + 1) + j, kind="stable")
+    i, j, s = i[order], j[order], s[order]
+    if np.any((i[1:] == i[:-1]) & (j[1:] == j[:-1])):  # periodic images of one pair
+        order = np.lexsort((s[:, 2], s[:, 1], s[:, 0], j, i))
+        i, j, s = i[order], j[order], s[order]
+    return i, j, s
