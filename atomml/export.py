@@ -35,6 +35,10 @@ from .potential import Potential, edge_vectors
 class PotentialModule(nn.Module):
     def __init__(self, potential: Potential):
         super().__init__()
+        if potential.committee_size is not None:
+            # torch.export specialises the numbers of atoms and edges of a vmap over members (torch 2.13)
+            raise ValueError("a committee cannot be exported or compiled as one program yet: export each member "
+                             "(committee.model.members[k], as atomml.models.committee_of builds it) instead")
         self.potential = potential
 
     def forward(

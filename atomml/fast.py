@@ -73,6 +73,8 @@ ENVIRONMENT_SWITCH = "ATOMML_SMALL_SYSTEM"  # "0" turns the automatic choice off
 
 def unsupported(potential: Potential) -> str | None:
     """Why ``potential`` cannot take this path, or None if it can."""
+    if potential.committee_size is not None:
+        return "it is a committee (the members' spread needs each member's forces: the general path)"
     if potential.long_range:
         return "it has a long-range energy term (all pairs of atoms, not a neighbour list)"
     if potential.cutoff > potential.architecture_cutoff:

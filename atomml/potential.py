@@ -93,6 +93,9 @@ class Potential(nn.Module):
         self.metadata = dict(metadata or {})
         self._open_shell_warned: set[tuple[tuple[int, ...], float]] = set()  # (composition, charge) warned about
         self.terms = nn.ModuleList(terms)
+        if len(self.terms) and getattr(model, "committee_size", None) is not None:
+            raise ValueError("a committee potential takes no energy terms yet: give the terms to its members' "
+                             "training instead, or evaluate the terms separately")
         for term in self.terms:
             term.check_elements(self.elements)
         term_cutoffs = [t.cutoff for t in self.terms if t.cutoff is not None]
@@ -214,6 +217,8 @@ class Potential(nn.Module):
         # space; only the short edge vectors are cast to the network's dtype.
         edge_vec = edge_vectors(positions, cell, batch, edge_index, cell_shift, single_cell).to(self.dtype)
         arch_index, arch_shift, arch_vec = edge_index, cell_shift, edge_vec
+        if positions.dim() == 3:  # a committee's per-member copies (K, N, 3): the architecture sees them as edges only
+            positions, cell = positions[0].detach(), cell[0].detach()
         if self.cutoff > self.architecture_cutoff:
             # a term reaches further than the architecture: give it only its own edges
             keep = torch.nonzero(edge_vec.detach().norm(dim=1) < self.architecture_cutoff).squeeze(1)
@@ -234,7 +239,14 @@ class Potential(nn.Module):
             )  # fmt: skip
             for term in self.terms:
                 energies = energies + term(inputs).to(torch.float64)
+        if energies.dim() == 2:  # a committee: (K, N) -> (K, B)
+            return scatter_sum(energies.transpose(0, 1), batch, num_graphs).transpose(0, 1), energies
         return scatter_sum(energies, batch, num_graphs), energies
+
+    @property
+    def committee_size(self) -> int | None:
+        """K for a committee (:mod:`atomml.models.committee`), None for a single model."""
+        return getattr(self.model, "committee_size", None)
 
     def forward(
         self,
@@ -284,20 +296,25 @@ class Potential(nn.Module):
         edge_index, cell_shift = edge_index[:, within], cell_shift[within]
 
         num_graphs = graph.num_graphs
+        members = self.committee_size
+        # a committee differentiates each member's energy by its own copy of positions and strain
+        copies = (members,) if members is not None and (compute_forces or compute_stress) else ()
+        if copies:
+            positions, cell = positions.expand(*copies, -1, -1), cell.expand(*copies, -1, -1, -1)
         grad_inputs: list[Tensor] = []
         if compute_forces:
-            positions = positions.detach().requires_grad_(True)
+            positions = positions.detach().clone().requires_grad_(True)
             grad_inputs.append(positions)
         strain = None
         if compute_stress:
-            volume = torch.abs(torch.linalg.det(cell))
+            volume = torch.abs(torch.linalg.det(graph.cell.to(geometry)))
             if bool((volume < MIN_CELL_VOLUME).any()):
                 raise InputError("stress needs a cell with non-zero volume: give every structure a full 3D cell")
-            strain = torch.zeros((num_graphs, 3, 3), dtype=geometry, device=positions.device, requires_grad=True)
+            strain = torch.zeros((*copies, num_graphs, 3, 3), dtype=geometry, device=positions.device, requires_grad=True)
             grad_inputs.append(strain)
-            symmetric = 0.5 * (strain + strain.transpose(1, 2))
-            positions = positions + torch.bmm(positions.unsqueeze(1), symmetric[graph.batch]).squeeze(1)
-            cell = cell + torch.bmm(cell, symmetric)
+            symmetric = 0.5 * (strain + strain.transpose(-1, -2))
+            positions = positions + (positions.unsqueeze(-2) @ symmetric[..., graph.batch, :, :]).squeeze(-2)
+            cell = cell + cell @ symmetric
 
         charges = None if graph.partial_charges is None else graph.partial_charges.to(dtype)
         energy, energies = self.energy(
@@ -314,17 +331,43 @@ class Potential(nn.Module):
                 out[keys.FORCES] = -grads[0]
             if strain is not None:
                 virial = grads[-1] / volume.view(-1, 1, 1)
-                out[keys.STRESS] = torch.stack([virial[:, a, b] for a, b in VOIGT], dim=1)
+                out[keys.STRESS] = torch.stack([virial[..., a, b] for a, b in VOIGT], dim=-1)
+        if members is not None:
+            out = self._committee_results(out)
+        return out
+
+    def _committee_results(self, members: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Mean and spread of a committee's results (each (K, ...)): ``energy``, ``energies``,
+        ``forces`` and ``stress`` are the members' means; ``energy_std`` (B,) is the members'
+        standard deviation (population, ddof 0) and ``forces_std`` (N,) the root of the summed
+        variances of each atom's three components, sqrt(sum_c Var_k F_ic) (DP-GEN's model
+        deviation), both times the committee's recalibration factor ``std_scale``; the
+        members' own values are kept under ``*_members`` (:mod:`atomml.keys`)."""
+        scale = self.model.std_scale
+        out = {}
+        for key, value in members.items():
+            out[key] = value.mean(dim=0)
+            out[keys.MEMBERS[key]] = value
+        out[keys.ENERGY_STD] = scale * members[keys.ENERGY].std(dim=0, correction=0)
+        if keys.FORCES in members:
+            out[keys.FORCES_STD] = scale * members[keys.FORCES].var(dim=0, correction=0).sum(dim=-1).sqrt()
         return out
 
 
 def edge_vectors(
     positions: Tensor, cell: Tensor, batch: Tensor, edge_index: Tensor, cell_shift: Tensor, single_cell: bool = False
 ) -> Tensor:
-    """r_ij = r_j - r_i + S @ cell[batch[i]] (Å); ``single_cell``: every edge uses ``cell[0]``."""
+    """r_ij = r_j - r_i + S @ cell[batch[i]] (Å); ``single_cell``: every edge uses ``cell[0]``.
+
+    Positions (K, N, 3) and cells (K, B, 3, 3), a committee's per-member copies, give (K, E, 3)."""
     i, j = edge_index[0], edge_index[1]
-    vec = positions[j] - positions[i]
     shift = cell_shift.to(positions.dtype)
+    if positions.dim() == 3:
+        vec = positions[:, j] - positions[:, i]
+        if single_cell:
+            return vec + shift @ cell[:, 0]
+        return vec + torch.einsum("ek,pekl->pel", shift, cell[:, batch[i]])
+    vec = positions[j] - positions[i]
     if single_cell:
         return vec + shift @ cell[0]
     return vec + torch.bmm(shift.unsqueeze(1), cell[batch[i]]).squeeze(1)

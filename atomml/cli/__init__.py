@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--steps", type=int, default=1000,
                     help="steps in all; a larger number extends a finished run (default: %(default)s)")
     md.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs (default: %(default)s)")
+    md.add_argument("--max-force-std", type=float, default=None,
+                    help="committee potentials: stop when an atom's force spread (forces_std) exceeds this, eV/Å, "
+                    "keeping the frames before it; the log has the spread in two more columns (default: no limit)")
     md.add_argument("--interval", type=int, default=10,
                     help="steps between trajectory frames / checkpoints (default: %(default)s)")
     md.add_argument("--engine", choices=["ase", "openmm"], default="ase",

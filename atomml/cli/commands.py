@@ -123,6 +123,7 @@ def md(args: argparse.Namespace) -> int:
         barostat_time_fs=args.barostat_time,
         thermostat_time_fs=args.thermostat_time,
         barostat_interval=args.barostat_interval,
+        max_forces_std=args.max_force_std,
     )
     args.trajectory = args.trajectory or ("md.dcd" if args.engine == "openmm" else "md.extxyz")
     small_system = SMALL_SYSTEM[args.small_system]

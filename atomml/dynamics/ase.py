@@ -39,7 +39,7 @@ from .. import units
 from ..errors import InputError
 from ..locks import output_lock
 from . import npt
-from .frames import LOG_HEADER, MDResult, MDSettings, check_frame, failed_steps, md_result, run_in_frames
+from .frames import COMMITTEE_LOG_HEADER, LOG_HEADER, MDResult, MDSettings, check_frame, failed_steps, md_result, run_in_frames
 from .resume import (
     calculator_identity,
     cut_back,
@@ -98,6 +98,9 @@ def _snapshot(atoms: Atoms, step: int, epot: float, forces: np.ndarray) -> Atoms
     if "stress" in atoms.calc.results:
         results["stress"] = atoms.calc.results["stress"]
     snapshot.calc = SinglePointCalculator(snapshot, **results)
+    if "energy_std" in atoms.calc.results:  # a committee's spread
+        snapshot.info["energy_std"] = float(atoms.calc.results["energy_std"])
+        snapshot.info["max_forces_std"] = float(np.max(atoms.calc.results["forces_std"]))
     return snapshot
 
 
@@ -180,10 +183,14 @@ def _run(
         cells.append(atoms.cell.array.copy())
         with open(trajectory, "a") as f:
             write(f, _snapshot(atoms, step, epot, forces), format="extxyz", columns=["symbols", "positions", "momenta", "forces"])
+        spread = calculator.results.get("energy_std")
         with open(log_path, "a") as f:
             if f.tell() == 0:
-                f.write(LOG_HEADER)
-            f.write(f"{step} {t_ps:.6f} {epot:.8f} {ekin:.8f} {epot + ekin:.8f} {temperature:.3f}\n")
+                f.write(LOG_HEADER if spread is None else COMMITTEE_LOG_HEADER)
+            line = f"{step} {t_ps:.6f} {epot:.8f} {ekin:.8f} {epot + ekin:.8f} {temperature:.3f}"
+            if spread is not None:
+                line += f" {spread:.8f} {float(np.max(calculator.results['forces_std'])):.8f}"
+            f.write(line + "\n")
         state = {
             "positions": encode(atoms.positions),
             "momenta": encode(atoms.get_momenta()),

@@ -23,6 +23,8 @@ from ..errors import AtomMLError
 from . import npt
 
 LOG_HEADER = "# step  time_ps  epot_eV  ekin_eV  etot_eV  temperature_K\n"
+# with a committee potential, the members' spread as two more columns (ASE engine)
+COMMITTEE_LOG_HEADER = LOG_HEADER.rstrip("\n") + "  energy_std_eV  max_forces_std_eV_per_A\n"
 DEFAULT_TIMESTEP_FS = 1.0  # where neither the user nor the potential file names one
 BLOW_UP_MARGIN_K = 2000.0  # see MDSettings.temperature_limit
 

@@ -63,6 +63,11 @@ class AtomMLCalculator(Calculator):
             environment variable ``ATOMML_SMALL_SYSTEM=0`` turns "auto" off. Calls that want
             stress or per-atom stresses, and potentials with long-range terms, use the
             general path.
+
+    A committee potential (:mod:`atomml.models.committee`) gives the members' mean as
+    ``energy``, ``forces`` and ``stress``, and their spread as ``energy_std`` (eV) and
+    ``forces_std`` (eV/Å, one value per atom: the root of the summed variances of its force
+    components), all from one call.
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "stresses"]
@@ -90,6 +95,8 @@ class AtomMLCalculator(Calculator):
             # a copy: the caller's Potential keeps its plain architecture
             converted = copy.deepcopy(potential)
         self.potential = converted.eval()
+        if self.potential.committee_size is not None:  # results also carry the members' spread
+            self.implemented_properties = [*self.implemented_properties, "energy_std", "forces_std"]
         if compile:
             self.potential.model = torch.compile(self.potential.model, dynamic=True)
         self.device = torch.device(device)
@@ -180,6 +187,9 @@ class AtomMLCalculator(Calculator):
         }
         if want_stress:
             self.results["stress"] = out[keys.STRESS][0].detach().cpu().double().numpy()
+        if keys.ENERGY_STD in out:  # a committee: the mean above, the spread here
+            self.results["energy_std"] = float(out[keys.ENERGY_STD].detach().sum())
+            self.results["forces_std"] = out[keys.FORCES_STD].detach().cpu().double().numpy()
         if "stresses" in properties:  # not kept on for later calls: one extra evaluation each
             self.results["stresses"] = per_atom_virials(self.potential, graph)
 

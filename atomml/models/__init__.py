@@ -18,6 +18,7 @@ from torch import nn
 
 from ..plugins import Registry
 from ..potential import Potential
+from .committee import Committee, CommitteeConfig, committee_of
 from .schnet import SchNet, SchNetConfig
 from .tensornet import TensorNet, TensorNetConfig
 
@@ -122,15 +123,19 @@ def create(
 
 register("schnet", SchNetConfig, SchNet)
 register("tensornet", TensorNetConfig, TensorNet)
+register("committee", CommitteeConfig, Committee)
 
 __all__ = [
     "ARCHITECTURES",
+    "Committee",
+    "CommitteeConfig",
     "SchNet",
     "SchNetConfig",
     "TensorNet",
     "TensorNetConfig",
     "available",
     "build_config",
+    "committee_of",
     "create",
     "lookup",
     "register",

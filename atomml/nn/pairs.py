@@ -119,9 +119,7 @@ class PairConvolution(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, h: Tensor, filt: Tensor, envelope: Tensor, i: Tensor, j: Tensor, sizes=None) -> Tensor:
-        ctx.save_for_backward(h, filt, envelope, i, j)
-        ctx.sizes = sizes
+    def forward(h: Tensor, filt: Tensor, envelope: Tensor, i: Tensor, j: Tensor, sizes=None) -> Tensor:
         hg, fg, groups = _as_groups(h, filt, sizes)
         out = torch.zeros_like(hg)
         step = _chunk(math.prod(hg.shape[1:]), hg.element_size())
@@ -132,6 +130,32 @@ class PairConvolution(torch.autograd.Function):
             out.index_add_(0, ic, _mul_groups_(_gather(hg, jc, buffer), wc, groups))
             out.index_add_(0, jc, _mul_groups_(_gather(hg, ic, buffer), wc, groups))
         return out.view_as(h)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        h, filt, envelope, i, j, sizes = inputs
+        ctx.save_for_backward(h, filt, envelope, i, j)
+        ctx.sizes = sizes
+
+    @staticmethod
+    def vmap(info, in_dims, h, filt, envelope, i, j, sizes=None):
+        """Members of a committee (``torch.func.vmap``) folded into the feature axis: one call
+        over the pairs with M x F features. Features are independent of each other here, so
+        this is the members' own arithmetic, in one pass; a batched envelope is multiplied into
+        the filter first."""
+        _unbatched_indices(in_dims[3:5])
+        members = info.batch_size
+        if in_dims[2] is not None:
+            filt = _member_first(filt, in_dims[1], members)
+            env = envelope.movedim(in_dims[2], 0)  # (M, P): as filt's first two axes
+            filt = filt * env.view(*env.shape, *([1] * (filt.dim() - 2)))
+            filt_dim, envelope = 0, torch.ones_like(env[0])
+        else:
+            filt_dim = in_dims[1]
+        args = (_fold(h, in_dims[0], members), _fold(filt, filt_dim, members), envelope, i, j)
+        if torch.compiler.is_compiling():  # traced: the plain operations (see pair_convolution)
+            return _unfold(pair_convolution_plain(*args, sizes=sizes), members), 0
+        return _unfold(PairConvolution.apply(*args, sizes), members), 0
 
     @staticmethod
     def backward(ctx, grad_v: Tensor):
@@ -203,9 +227,7 @@ class DirectionalPairSum(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, p, q, w, g, sizes: tuple[int, ...], signs: tuple[float, ...], i, j):
-        ctx.save_for_backward(p, q, w, g, i, j)
-        ctx.sizes, ctx.signs = sizes, signs
+    def forward(p, q, w, g, sizes: tuple[int, ...], signs: tuple[float, ...], i, j):
         out = p.new_zeros((p.shape[0], sum(sizes), p.shape[1]))
         sign = torch.tensor(signs, device=w.device, dtype=w.dtype).view(1, -1, 1)
         step = _chunk(sum(sizes) * p.shape[1], p.element_size(), minimum=16)
@@ -218,6 +240,25 @@ class DirectionalPairSum(torch.autograd.Function):
             wz = wc * sign * (p.index_select(0, jc) + q.index_select(0, ic)).unsqueeze(1)  # to j
             out.index_add_(0, jc, _by_group(gc, wz, sizes, buffer))
         return out
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        p, q, w, g, sizes, signs, i, j = inputs
+        ctx.save_for_backward(p, q, w, g, i, j)
+        ctx.sizes, ctx.signs = sizes, signs
+
+    @staticmethod
+    def vmap(info, in_dims, p, q, w, g, sizes, signs, i, j):
+        """Members of a committee folded into the feature axis (as :class:`PairConvolution`);
+        a batched ``g`` (per-member geometry) becomes a trailing member axis, (P, C, M)."""
+        _unbatched_indices(in_dims[6:8])
+        members = info.batch_size
+        p, q, w = (_fold(t, d, members) for t, d in zip((p, q, w), in_dims[:3]))
+        if in_dims[3] is not None:
+            g = g.movedim(in_dims[3], -1)
+        if torch.compiler.is_compiling():
+            return _unfold(directional_pair_sum_plain(p, q, w, g, sizes, signs, i, j), members), 0
+        return _unfold(DirectionalPairSum.apply(p, q, w, g, sizes, signs, i, j), members), 0
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -237,11 +278,11 @@ class DirectionalPairSum(torch.autograd.Function):
             gi, gj = _gather(grad_out, ic, buf_i), _gather(grad_out, jc, buf_j)  # (Pc, C, F)
             zi = (p.index_select(0, ic) + q.index_select(0, jc)).unsqueeze(1)  # (Pc, 1, F)
             zj = (p.index_select(0, jc) + q.index_select(0, ic)).unsqueeze(1)
-            bi = _group_sums(gi * gc.unsqueeze(-1), sizes)  # (Pc, K, F)
-            bj = _group_sums(gj * gc.unsqueeze(-1), sizes) * sign
+            bi = _group_sums(_times_g(gi, gc), sizes)  # (Pc, K, F)
+            bj = _group_sums(_times_g(gj, gc), sizes) * sign
             grad_w_parts.append(bi * zi + bj * zj)
             grad_g_parts.append(
-                (gi * _expand_groups(wc * zi, sizes)).sum(-1) + (gj * _expand_groups(wc * sign * zj, sizes)).sum(-1)
+                _feature_sums(gi * _expand_groups(wc * zi, sizes) + gj * _expand_groups(wc * sign * zj, sizes), gc)
             )
             ai, aj = (wc * bi).sum(1), (wc * bj).sum(1)  # (Pc, F)
             grad_p.index_add_(0, ic, ai).index_add_(0, jc, aj)
@@ -253,18 +294,65 @@ class DirectionalPairSum(torch.autograd.Function):
 
 def _by_group(g: Tensor, wz: Tensor, sizes: tuple[int, ...], buffer: Tensor | None = None) -> Tensor:
     """(P, C, F): g[:, c] * wz[:, k(c)] for the components c of each group k (written into
-    ``buffer`` if given)."""
+    ``buffer`` if given). A g of shape (P, C, M) multiplies each of M blocks of F / M features
+    by its own column (a committee's members folded into the features)."""
+    rows, members = g.shape[0], (g.shape[2] if g.dim() == 3 else 1)
+    g4 = g.reshape(rows, g.shape[1], members, 1)
+    wz4 = wz.view(rows, wz.shape[1], members, -1)
     if buffer is None:
         out, start = [], 0
         for k, n in enumerate(sizes):
-            out.append(g[:, start : start + n].unsqueeze(-1) * wz[:, k : k + 1])
+            out.append(g4[:, start : start + n] * wz4[:, k : k + 1])
             start += n
-        return torch.cat(out, dim=1)
-    buffer, start = buffer[: g.shape[0]], 0
+        return torch.cat(out, dim=1).view(rows, g.shape[1], -1)
+    buffer, start = buffer[:rows], 0
+    blocks = buffer.view(rows, buffer.shape[1], members, -1)
     for k, n in enumerate(sizes):
-        torch.mul(g[:, start : start + n].unsqueeze(-1), wz[:, k : k + 1], out=buffer[:, start : start + n])
+        torch.mul(g4[:, start : start + n], wz4[:, k : k + 1], out=blocks[:, start : start + n])
         start += n
     return buffer
+
+
+def _times_g(x: Tensor, g: Tensor) -> Tensor:
+    """x (P, C, F) times g (P, C), or (P, C, M) blockwise over M blocks of features."""
+    if g.dim() == 2:
+        return x * g.unsqueeze(-1)
+    rows, components, members = g.shape
+    return (x.view(rows, components, members, -1) * g.unsqueeze(-1)).view_as(x)
+
+
+def _feature_sums(x: Tensor, g: Tensor) -> Tensor:
+    """Sums of x (P, C, F) over the features, per block of features where g has a member axis:
+    the shape of g."""
+    if g.dim() == 2:
+        return x.sum(-1)
+    return x.view(*g.shape, -1).sum(-1)
+
+
+# -- committees: members folded into the feature axis (torch.func.vmap batching rules) ---------
+def _unbatched_indices(dims: tuple[int | None, ...]) -> None:
+    if any(d is not None for d in dims):
+        raise NotImplementedError("pair operations batch over members sharing one neighbour list, not over pair indices")
+
+
+def _member_first(t: Tensor, dim: int | None, members: int) -> Tensor:
+    """``t`` with its member axis first (expanded when it has none)."""
+    if dim is None:
+        return t.unsqueeze(0).expand(members, *t.shape)
+    return t.movedim(dim, 0)
+
+
+def _fold(t: Tensor, dim: int | None, members: int) -> Tensor:
+    """(M, X..., F) -> (X..., M * F): the member axis folded into the last (feature) axis."""
+    if dim is None and members == 1:
+        return t
+    t = _member_first(t, dim, members)
+    return t.movedim(0, -2).reshape(*t.shape[1:-1], members * t.shape[-1])
+
+
+def _unfold(t: Tensor, members: int) -> Tensor:
+    """(X..., M * F) -> (M, X..., F)."""
+    return t.view(*t.shape[:-1], members, -1).movedim(-2, 0)
 
 
 def _group_sums(x: Tensor, sizes: tuple[int, ...]) -> Tensor:

@@ -23,7 +23,10 @@ def _setup(architecture):
     return potential, PotentialModule(potential), molecule, crystal, slab
 
 
-@pytest.fixture(scope="module", params=available())  # every registered architecture
+SINGLE_MODELS = [a for a in available() if a != "committee"]  # committees are not exported (test_committee.py)
+
+
+@pytest.fixture(scope="module", params=SINGLE_MODELS)  # every registered single-model architecture
 def setup(request):
     return _setup(request.param)
 
@@ -31,7 +34,7 @@ def setup(request):
 # TensorNet's dynamic fullgraph trace takes ~50 s on a 2-core CPU: a slow check (./test.sh -m slow).
 # The default selection still traces TensorNet into one graph (with energy terms) by torch.export:
 # test_exported_program_saved_loaded_and_run_on_other_sizes and test_energy_terms_export.
-COMPILED = [pytest.param(a, marks=pytest.mark.slow) if a == "tensornet" else a for a in available()]
+COMPILED = [pytest.param(a, marks=pytest.mark.slow) if a == "tensornet" else a for a in SINGLE_MODELS]
 
 
 def reference(potential, structures):
