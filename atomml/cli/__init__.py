@@ -1,5 +1,5 @@
 """The ``atomml`` command: ``atomml md``, ``atomml info``, ``atomml train``, ``atomml fe``,
-``atomml validate``, ``atomml screen``, ``atomml demo``.
+``atomml validate``, ``atomml screen``, ``atomml committee``, ``atomml demo``.
 
 An expected failure (bad input, a damaged or missing file, a folder that cannot be written,
 another run holding the output, Ctrl-C) is one line on stderr and a non-zero exit: 2, or 130
@@ -22,7 +22,7 @@ from ..threads import available_cpus, passive_openmp
 # threads sleep instead of spinning against other work on a shared machine.
 OPENMP_PASSIVE = passive_openmp()
 
-from . import commands, fe, screen  # noqa: E402
+from . import commands, committee, fe, screen  # noqa: E402
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     fe.add_parser(sub)
     screen.add_parser(sub)
+    committee.add_parser(sub)
 
     tr = sub.add_parser(
         "train", help="train a potential from a YAML config (resumes from its checkpoint)",

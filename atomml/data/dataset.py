@@ -104,8 +104,9 @@ class Dataset:
         offsets = [0]
         seen: dict[str, set[str]] = {"info": set(), "arrays": set(), "calculator": set()}
         found = dict.fromkeys(keys, 0)
-        # labels under other codes' names are labels now, not info (the total charge stays in info)
-        moved = {key for name, key in keys.items() if name in ("energy", "stress") and key != LABEL_KEYS[f"{name}_key"]}
+        # labels are labels now, not info (the total charge stays in info): written back, they
+        # would be there twice (ASE's extxyz writer refuses an info key that a result also has)
+        moved = {key for name, key in keys.items() if name in ("energy", "stress")}
         for k, atoms in enumerate(frames):
             n = len(atoms)
             if n == 0:

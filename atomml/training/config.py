@@ -126,6 +126,17 @@ class TrainConfig:
     ema_decay: float = _key("optimizer", 0.99, "decay of the exponential moving average of the weights that is validated "
                                                "and saved; 0 switches it off")
     clip_grad_norm: float | None = _key("optimizer", 10.0, "clip the gradient norm to this; null: no clipping")
+    sampler: str | None = _key(
+        "optimizer", None, "sample the weights' posterior instead of minimising the loss: `psgld` (RMSprop-preconditioned "
+        "SGLD) or `sghmc` (atomml.uncertainty.sgmcmc); the kept samples are saved as a committee. `lr` is the step "
+        "as for RMSprop/SGD, the loss times the number of training structures the negative log-likelihood, "
+        "`weight_decay` the Gaussian prior's precision; EMA, clipping and schedules are off. Start from trained "
+        "weights (`model.init_from`)",
+    )
+    temperature: float = _key("optimizer", 1.0, "sampler: posterior temperature (below 1: a cold posterior)")
+    burn_in: int = _key("optimizer", 0, "sampler: steps before samples are kept (psgld: its preconditioner is frozen then)")
+    thin: int = _key("optimizer", 100, "sampler: keep the weights every this many steps after burn_in")
+    friction: float = _key("optimizer", 0.05, "sampler `sghmc`: friction per step (1 - momentum)")
     # stop
     max_epochs: int = _key("stop", 1000, "stop after this many epochs")
     max_steps: int | None = _key("stop", None, "stop after this many optimiser steps (the progress bar's total)")
@@ -157,6 +168,16 @@ class TrainConfig:
             raise ValueError("optimizer.batch_size and run.checkpoint_every must be positive")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"run.threads must be at least 1, got {self.threads}")
+        if self.sampler not in (None, "psgld", "sghmc"):
+            raise ValueError(f"optimizer.sampler must be null, 'psgld' or 'sghmc', got {self.sampler!r}")
+        if self.sampler is not None:
+            if self.burn_in < 0 or self.thin < 1 or self.temperature < 0:
+                raise ValueError("optimizer.burn_in must be >= 0, thin >= 1 and temperature >= 0")
+            if self.max_steps is not None and (self.max_steps - self.burn_in) // self.thin < 2:
+                raise ValueError(
+                    f"the sampler keeps {max(0, (self.max_steps - self.burn_in) // self.thin)} samples (stop.max_steps "
+                    f"{self.max_steps}, burn_in {self.burn_in}, thin {self.thin}); a committee needs at least 2"
+                )
         from ..units import ENERGY_UNITS
 
         if self.energy_unit not in ENERGY_UNITS:

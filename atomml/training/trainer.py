@@ -47,6 +47,7 @@ import os
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -103,13 +104,21 @@ class Trainer:
         self.train_data, self.valid_data, self.test_data = self._data(train_data, valid_data, test_data)
         self.steps_per_epoch = len(self._epoch_batches(0, len(self.train_data)))
         self.potential = self._build()
-        self.ema = copy.deepcopy(self.potential) if config.ema_decay > 0 else self.potential
+        # a sampler's weights are the samples: no moving average of them
+        self.sampling = config.sampler is not None
+        averaged = config.ema_decay > 0 and not self.sampling
+        self.ema = copy.deepcopy(self.potential) if averaged else self.potential
         for p in self.ema.parameters():
-            p.requires_grad_(config.ema_decay <= 0)
+            p.requires_grad_(not averaged)
         self.model: torch.nn.Module = self.potential
         if self.world > 1:
             self.model = torch.nn.parallel.DistributedDataParallel(self.potential)
-        self.optimizer = torch.optim.AdamW(self.potential.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.optimizer = self._optimizer()
+        self.collector = None
+        if self.sampling:
+            from ..uncertainty.sgmcmc import SampleCollector
+
+            self.collector = SampleCollector(burn_in=config.burn_in, thin=config.thin)
         self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer, factor=config.plateau_factor, patience=config.plateau_patience, min_lr=config.min_lr
         )
@@ -225,6 +234,25 @@ class Trainer:
         potential.metadata = {"name": c.name, "description": c.description, "initialised_from": portable_path(path)}
         return potential.to(device=self.device, dtype=self.dtype)
 
+    def _optimizer(self) -> torch.optim.Optimizer:
+        """AdamW, or an SG-MCMC sampler (``optimizer.sampler``): the loss, a mean over
+        structures, times the number of training structures is taken as the negative
+        log-likelihood (its weights are 1/(2σ²) of Gaussian label noise), ``weight_decay`` as the
+        precision of a Gaussian prior on the weights, and ``lr`` as the step of RMSprop (psgld)
+        or SGD with momentum (sghmc), i.e. the sampler's time step is ``lr`` / N. The sampler's
+        noise is one stream seeded by ``run.seed``, the same on every process."""
+        c = self.config
+        if not self.sampling:
+            return torch.optim.AdamW(self.potential.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        from ..uncertainty.sgmcmc import PSGLD, SGHMC
+
+        n = len(self.train_data)
+        common = {"lr": c.lr / n, "num_data": n, "temperature": c.temperature, "prior_precision": c.weight_decay,
+                  "generator": torch.Generator().manual_seed(c.seed)}  # fmt: skip
+        if c.sampler == "psgld":  # adapting, then frozen: a fixed preconditioner samples the posterior exactly
+            return PSGLD(self.potential.parameters(), adapt_steps=max(c.burn_in, 1), **common)
+        return SGHMC(self.potential.parameters(), friction=c.friction, **common)
+
     # -- the loop -----------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
         """Train until a stopping rule fires; returns the final report (also in metrics.json).
@@ -322,6 +350,14 @@ class Trainer:
         loss = self.world * _loss(out, labels, counts, c, compute_stress)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.sampling:  # no clipping, no schedule: they would change the distribution sampled
+            self.optimizer.step()
+            assert self.collector is not None
+            self.collector.collect(self.state["step"] + 1, self.potential.model)
+            value = loss.detach() / self.world
+            if self.world > 1:
+                torch.distributed.all_reduce(value)
+            return float(value)
         if c.clip_grad_norm:
             torch.nn.utils.clip_grad_norm_(self.potential.parameters(), c.clip_grad_norm)
         if c.warmup_steps and self.state["step"] < c.warmup_steps:
@@ -360,7 +396,7 @@ class Trainer:
             score += c.forces_weight * (metrics["force_rmse_meV_per_A"] * units.EV_PER_MEV) ** 2
         if c.stress_weight > 0 and "stress_rmse_meV_per_A3" in metrics:
             score += c.stress_weight * (metrics["stress_rmse_meV_per_A3"] * units.EV_PER_MEV) ** 2
-        if c.scheduler == "plateau" and s["step"] >= c.warmup_steps:
+        if c.scheduler == "plateau" and s["step"] >= c.warmup_steps and not self.sampling:
             self.plateau.step(score)
         improved = score < s["best_valid"]
         if improved:
@@ -368,7 +404,7 @@ class Trainer:
             self.best_state = {k: v.detach().clone() for k, v in self.ema.state_dict().items()}
         else:
             s["bad_validations"] += 1
-            if c.early_stopping_patience is not None and s["bad_validations"] >= c.early_stopping_patience:
+            if c.early_stopping_patience is not None and s["bad_validations"] >= c.early_stopping_patience and not self.sampling:
                 s["stopped"] = "early_stopping"
         steps = s.get("loss_steps", 0)
         row = {"step": s["step"], "epoch": s["epoch"], "seconds": round(s["seconds"], 1), "lr": self.optimizer.param_groups[0]["lr"],
@@ -427,9 +463,33 @@ class Trainer:
         with self._output_lock():
             return self._finish()
 
+    def samples_committee(self) -> Potential | None:
+        """The sampler's kept weights as one committee potential (None with fewer than 2)."""
+        from ..models import committee_of
+
+        assert self.collector is not None
+        states = self.collector.committee()
+        if len(states) < 2:
+            return None
+        members = []
+        for state in states:
+            member = copy.deepcopy(self.potential)
+            member.model.load_state_dict(state)
+            members.append(member)
+        committee = committee_of(members, metadata={"samples": {"sampler": self.config.sampler, "kept": len(states),
+                                                                "temperature": self.config.temperature}})  # fmt: skip
+        for p in committee.parameters():
+            p.requires_grad_(False)
+        return committee
+
     def _finish(self) -> dict[str, Any]:
         c = self.config
-        potential = self.best_potential()
+        potential = self.samples_committee() if self.sampling else None
+        if potential is None:
+            if self.sampling:
+                warnings.warn(f"{self.output}: the sampler kept fewer than 2 samples; the last weights are saved alone",
+                              stacklevel=2)  # fmt: skip
+            potential = self.best_potential()
         report: dict[str, Any] = {
             "name": c.name, "stopped": self.state["stopped"], "steps": self.state["step"], "epochs": self.state["epoch"],
             "best_step": self.state["best_step"], "train_seconds": round(self.state["seconds"], 1),
@@ -452,6 +512,15 @@ class Trainer:
             parity_plot(data, prediction, self.output / f"parity_{name}.png", title=f"{c.name}: {name}", atomic_energies=references)
         if self.state["history"]:
             learning_curve(self.state["history"], self.output / "learning_curve.png", title=f"{c.name}: learning curve")
+        if potential.committee_size is not None:  # a committee: its spread calibrated on the validation set
+            from ..uncertainty import committees
+
+            predicted = committees.predictions(potential, self.valid_data, batch_size=max(c.batch_size, 16))
+            calibration = committees.calibrate(predicted)
+            potential.model.std_scale.fill_(calibration["scale"])
+            committees.write_calibration(calibration, predicted, self.output / "calibration")
+            report["calibration"] = {"scale": calibration["scale"], "fitted_on": calibration["fitted_on"],
+                                     "set": "valid", "report": str(self.output / "calibration" / "calibration.json")}  # fmt: skip
         potential.metadata.update(
             {
                 "training": {k: v for k, v in report.items() if k != "test"},
@@ -479,6 +548,8 @@ class Trainer:
             "state": json.dumps(self.state),
             "rng": torch.get_rng_state(),
         }
+        if self.collector is not None:
+            data["samples"] = self.collector.state_dict()
         checkpoint.save(path, data)
         self._checkpoint_stamp = checkpoint.stamp(path)
 
@@ -499,6 +570,8 @@ class Trainer:
         if self.state["stopped"] in ("interrupted", "max_steps", "max_minutes"):
             self.state["stopped"] = ""  # a limit of the previous invocation, not of this one
         torch.set_rng_state(data["rng"].cpu())
+        if self.collector is not None:
+            self.collector.load_state_dict(data["samples"])
         return True
 
     def _output_lock(self) -> contextlib.AbstractContextManager[Any]:

@@ -100,15 +100,25 @@ def test_python_block_runs(code, workdir):
         assert not re.search(r"\bnan\b", proc.stdout, re.IGNORECASE), proc.stdout
 
 
+def written_by_the_readme() -> set[str]:
+    """Files that a README command line writes (``-o``/``--output``), which a later line may read."""
+    outputs = set()
+    for param in command_lines():
+        words = param.values[0]
+        outputs.update(words[k + 1] for k, word in enumerate(words[:-1]) if word in ("-o", "--output"))
+    return outputs
+
+
 def check_names_exist(args) -> None:
-    """The files, potentials, protocols and molecules that a parsed command names exist."""
+    """The files, potentials, protocols and molecules that a parsed command names exist (or
+    are written by an earlier README line: a committee that ``atomml committee join`` makes)."""
     from atomml.potential_file import resolve
 
     for key in ("structure", "config"):
         if getattr(args, key, None) is not None:
             assert (ROOT / getattr(args, key)).is_file(), f"{key} {getattr(args, key)} does not exist"
     for key in ("potential", "ml_potential"):
-        if isinstance(getattr(args, key, None), str):
+        if isinstance(getattr(args, key, None), str) and getattr(args, key) not in written_by_the_readme():
             resolve(getattr(args, key))
     if getattr(args, "protocol", None) is not None:
         from atomml.fe.hydration import HydrationProtocol

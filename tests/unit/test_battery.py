@@ -93,7 +93,9 @@ def test_no_gradient_leak(arch, molecule, crystal, slab):
     testing.check_no_gradient_leak(make(arch, torch.float64), [molecule, crystal, slab])
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+# a committee's energy is its members' mean, each member conserving energy in its own right: its
+# NVE run (three members per force call, ~20 s) is a slow check
+@pytest.mark.parametrize("arch", [pytest.param(a, marks=pytest.mark.slow) if a == "committee" else a for a in ARCHS])
 def test_nve_conservation(arch, dtype):
     # atoms well apart: a random-weight model has no short-range repulsion, and atoms that start
     # 1 Å apart can run into each other within the 100 fs (an overlap error, not a drift)

@@ -136,3 +136,47 @@ def test_committees_refuse_what_they_cannot_be():
 
     with pytest.raises(ValueError, match="cannot be exported"):
         PotentialModule(committee_of(one))
+
+
+def test_join_and_calibrate_from_the_command_line(tmp_path, capsys):
+    """`atomml committee join` then `calibrate` on EMT-labelled copper: the stored factor is the
+    one that maximises the Gaussian likelihood of the force errors (s^2 = mean(e^2 / sigma^2)),
+    the calculator's spread is multiplied by it, and the report and plots are written."""
+    import json
+
+    from ase.calculators.emt import EMT
+
+    from atomml.cli import main
+    from atomml.data import Dataset, load_dataset
+    from atomml.uncertainty.committees import predictions
+
+    paths = []
+    for k, member in enumerate(members("tensornet", dtype=torch.float32)):
+        paths.append(str(atomml.save_potential(member, tmp_path / f"m{k}")))
+    assert main(["committee", "join", *paths, "-o", str(tmp_path / "c.safetensors")]) == 0
+    frames = []
+    for k in range(4):
+        atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+        atoms.rattle(0.05, seed=k)
+        atoms.calc = EMT()
+        atoms.info["energy"], atoms.arrays["forces"] = atoms.get_potential_energy(), atoms.get_forces()
+        atoms.calc = None
+        frames.append(atoms)
+    Dataset.from_ase(frames).write(tmp_path / "valid.extxyz")
+    capsys.readouterr()
+    assert main(["committee", "calibrate", str(tmp_path / "c.safetensors"), "--data", str(tmp_path / "valid.extxyz"),
+                 "-o", str(tmp_path / "cal.safetensors"), "--report", str(tmp_path / "report")]) == 0  # fmt: skip
+    summary = json.loads(capsys.readouterr().out)
+    raw = predictions(atomml.load_potential(tmp_path / "c.safetensors"), load_dataset(tmp_path / "valid.extxyz"))
+    expected = np.sqrt(np.mean(raw.forces_error**2 / raw.forces_std**2))
+    assert summary["scale"] == pytest.approx(expected, rel=1e-9) and summary["fitted_on"] == "forces"
+    calibrated = atomml.load_potential(tmp_path / "cal.safetensors")
+    assert float(calibrated.model.std_scale) == pytest.approx(expected, rel=1e-12)
+    assert summary["forces"]["nll"] <= summary["forces"]["nll_raw"]  # the fitted factor is the likelihood's optimum
+    report = json.loads((tmp_path / "report" / "calibration.json").read_text())
+    assert report["forces"]["recalibrated"]["scale"] == pytest.approx(expected)
+    for name in ("calibration_forces.png", "calibration_energy.png", "parity_forces.png", "parity_energy.png"):
+        assert (tmp_path / "report" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+    plain, scaled = (atomml.AtomMLCalculator(p, device="cpu") for p in (atomml.load_potential(tmp_path / "c.safetensors"), calibrated))
+    atoms = frames[0]
+    np.testing.assert_allclose(scaled.get_property("forces_std", atoms), expected * plain.get_property("forces_std", atoms), rtol=1e-6)
