@@ -93,9 +93,20 @@ def test_no_gradient_leak(arch, molecule, crystal, slab):
     testing.check_no_gradient_leak(make(arch, torch.float64), [molecule, crystal, slab])
 
 
-# a committee's energy is its members' mean, each member conserving energy in its own right: its
-# NVE run (three members per force call, ~20 s) is a slow check
-@pytest.mark.parametrize("arch", [pytest.param(a, marks=pytest.mark.slow) if a == "committee" else a for a in ARCHS])
+def _nve_cases() -> list:
+    """Slow checks (CI time): a committee's NVE run (three members per force call, ~20 s; its energy
+    is its members' mean, each conserving energy in its own right) and TensorNet's float32 one
+    (6 s; its float64 run and SchNet's float32 run stay in the default selection)."""
+    cases = []
+    for arch in ARCHS:
+        for dtype in (torch.float32, torch.float64):
+            slow = arch == "committee" or (arch == "tensornet" and dtype == torch.float32)
+            marks = [pytest.mark.slow] if slow else []
+            cases.append(pytest.param(arch, dtype, marks=marks, id=f"{str(dtype).replace('torch.', '')}-{arch}"))
+    return cases
+
+
+@pytest.mark.parametrize("arch, dtype", _nve_cases())
 def test_nve_conservation(arch, dtype):
     # atoms well apart: a random-weight model has no short-range repulsion, and atoms that start
     # 1 Å apart can run into each other within the 100 fs (an overlap error, not a drift)

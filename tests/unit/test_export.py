@@ -34,7 +34,7 @@ def setup(request):
 # TensorNet's dynamic fullgraph trace takes ~50 s on a 2-core CPU: a slow check (./test.sh -m slow).
 # The default selection still traces TensorNet into one graph (with energy terms) by torch.export:
 # test_exported_program_saved_loaded_and_run_on_other_sizes and test_energy_terms_export.
-COMPILED = [pytest.param(a, marks=pytest.mark.slow) if a == "tensornet" else a for a in SINGLE_MODELS]
+COMPILED = [pytest.param(a, marks=pytest.mark.slow) for a in SINGLE_MODELS]  # SchNet's: 7 s, slow since session 13 (CI time)
 
 
 def reference(potential, structures):
