@@ -95,6 +95,8 @@ class AtomMLModel(ModelInterface):
         self._dtype = dtype
         self._compute_stress = bool(compute_stress)
         self._compute_forces = bool(compute_forces)
+        self._charged_seen = False  # a state with a non-zero total charge was given to this model
+        self._charge_lost_warned = False
 
     # torch-sim's validate_model_outputs (and users) switch these on and off
     @ModelInterface.compute_stress.setter
@@ -126,8 +128,19 @@ class AtomMLModel(ModelInterface):
             charge = getattr(state, "total_charge", None)
         if charge is None:
             total_charge = torch.zeros(num_graphs, dtype=geometry, device=device)
+            if self._charged_seen and not self._charge_lost_warned:
+                self._charge_lost_warned = True
+                warnings.warn(
+                    "this state carries no total charge, but an earlier state given to this model did: its systems "
+                    "are evaluated as neutral. torch-sim 0.3.0's integrate and optimize re-initialise the state and "
+                    "drop a with_charge charge; call the init and step functions yourself and wrap the state after "
+                    "init (atomml.interfaces.torch_sim.relax does), or use torch-sim >= 0.6",
+                    UserWarning,
+                    stacklevel=3,
+                )
         else:
             total_charge = torch.as_tensor(charge, device=device).to(geometry).reshape(num_graphs)
+            self._charged_seen = self._charged_seen or bool((total_charge != 0).any())
         return AtomicGraph(
             positions=state.positions.to(device=device, dtype=geometry),
             atomic_numbers=state.atomic_numbers.to(device=device, dtype=torch.long),

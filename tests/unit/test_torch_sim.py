@@ -124,7 +124,8 @@ def test_total_charge_from_the_state():
             assert model(native)["energy"].tolist() == pytest.approx(expected, rel=1e-6), name
     with pytest.warns(UserWarning, match="odd number"):  # neutral OH is a radical: the potential says so
         neutral = model(with_charge(state, 0.0))["energy"]  # a new charge replaces the old one
-        uncharged = model(state_of(structures))["energy"]  # a state without a charge is neutral
+        with pytest.warns(UserWarning, match="carries no total charge"):  # after charged ones: said
+            uncharged = model(state_of(structures))["energy"]  # a state without a charge is neutral
     assert abs(float(neutral[0]) - expected[0]) > 1e-3  # the charge is not a no-op for this potential
     assert uncharged.tolist() == pytest.approx(neutral.tolist(), rel=1e-6)
 
@@ -185,3 +186,22 @@ def test_relax_batches_swaps_and_keeps_the_order():
     slab.pbc = [True, True, False]
     with pytest.raises(atomml.InputError, match="some axes"):
         relax([slab], METALS, fmax=0.05, max_steps=10, cell=False)
+
+
+def test_a_state_that_lost_its_charge_is_said():
+    """torch-sim 0.3.0's integrate re-initialises the state and drops with_charge's charge: a
+    model that has seen a charged state warns (once) when a later one carries none."""
+    import warnings
+
+    hydroxide = Atoms("OH", positions=[[0, 0, 0], [0, 0, 0.97]])
+    model = AtomMLModel(ORGANIC, device="cpu")
+    neutral = state_of([molecule("H2O")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model(neutral)  # no charge ever seen: nothing to say
+        model(with_charge(state_of([hydroxide, molecule("H2O")]), [-1.0, 0.0]))
+    with pytest.warns(UserWarning, match="carries no total charge, but an earlier state"):
+        model(neutral)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model(neutral)  # said once
