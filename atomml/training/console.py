@@ -52,6 +52,10 @@ def summary(trainer: Trainer) -> str:
         f"  validation:   {f'every {c.valid_every} steps' if c.valid_every else 'every epoch'}; "
         f"checkpoint every {c.checkpoint_every} steps; output {t.output}",
     ]
+    if c.sampler is not None:
+        extra = f", friction {c.friction:g}" if c.sampler == "sghmc" else ""
+        lines.append(f"  sampler:      {c.sampler} at temperature {c.temperature:g}{extra}: weights kept every {c.thin} steps "
+                     f"after {c.burn_in}, saved as a committee (EMA, clipping and learning-rate schedules off)")  # fmt: skip
     if t.state["step"]:
         lines.append(f"  resuming at step {t.state['step']} (epoch {t.state['epoch']}) from {t.output / CHECKPOINT}")
     if t.train_data.source_keys and len(t.train_data.source_keys.get("info", [])) < 40:

@@ -45,9 +45,10 @@ def _config(tmp_path: Path, name: str, **changes) -> TrainConfig:
 
 
 @pytest.mark.parametrize("sampler", ["psgld", "sghmc"])
-def test_the_kept_samples_are_one_calibrated_committee(copper, tmp_path, sampler):
-    trainer = Trainer(_config(tmp_path, sampler, sampler=sampler), train_data=copper)
+def test_the_kept_samples_are_one_calibrated_committee(copper, tmp_path, sampler, capsys):
+    trainer = Trainer(_config(tmp_path, sampler, sampler=sampler, verbose=True), train_data=copper)
     report = trainer.fit()
+    assert f"sampler:      {sampler} at temperature 0.1" in capsys.readouterr().err
     committee = atomml.load_potential(report["potential"])
     assert committee.committee_size == 4  # steps 6, 8, 10, 12: after burn-in 4, every 2nd
     kept = trainer.collector.committee()
