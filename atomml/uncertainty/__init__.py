@@ -5,6 +5,10 @@
   (burn-in, thinning, several chains) whose kept samples form a committee.
 - :mod:`atomml.uncertainty.calibration`: calibration of predicted uncertainties: metrics, a
   recalibration factor, and plots.
+- :mod:`atomml.uncertainty.committees`: a committee's errors and spreads on labelled data, and
+  its recalibration (``atomml committee calibrate``).
+- :mod:`atomml.uncertainty.observables`: MD observables with the committee's interval, by
+  reweighting the trajectory to each member.
 
 Importing this package imports neither of them (PEP 562 lazy attributes).
 """
@@ -14,7 +18,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-_MODULES = ("sgmcmc", "calibration")
+_MODULES = ("sgmcmc", "calibration", "committees", "observables")
 
 
 def __getattr__(name: str) -> ModuleType:
