@@ -7,14 +7,16 @@
 #
 #   dev/torchsim-py312.sh [pytest arguments]
 #
-# Environment: PYTHON312 (default: python3.12, else pyenv's 3.12.1), VENV (default:
+# Environment: PYTHON312 (default: python3.12, else pyenv's newest 3.12), VENV (default:
 # /tmp/atomml-torchsim-py312), TORCH_SIM_VERSION (default: 0.6.2). The venv is reused when it
 # already has that torch-sim; delete it to start over.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 python="${PYTHON312:-python3.12}"
-"$python" --version >/dev/null 2>&1 || python=/root/.pyenv/versions/3.12.1/bin/python  # a pyenv shim may not run
+if ! "$python" --version >/dev/null 2>&1; then  # a pyenv shim may not run: pyenv's own 3.12 build
+    python="$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.12*/bin/python 2>/dev/null | tail -n 1)"
+fi
 venv="${VENV:-/tmp/atomml-torchsim-py312}"
 version="${TORCH_SIM_VERSION:-0.6.2}"
 log="$venv/install.log"

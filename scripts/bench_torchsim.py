@@ -562,7 +562,8 @@ def run_md_replicas(a: argparse.Namespace, potential: Any, scratch: Path) -> dic
         small(start_positions)  # the compile (or inductor cache load), before any timing
         extra["small_path"] = {
             "first_call_s": time.perf_counter() - start, "compile_seconds": small.compile_seconds,
-            "compiles": small.compiles, "pair_capacity": small.capacity, "inductor_cache": cache,
+            "compiles": small.compiles, "pair_capacity": small.capacity,
+            "inductor_cache": cache.replace(str(Path.home()), "~", 1),  # no machine paths in the JSON
             "inductor_cache_files_added": _cache_files(cache) - before,
             "note": "first_call_s: compile (~1-2.5 min for a new molecule size and replica count on a 2-core CPU) or "
                     "inductor cache load (seconds); excluded from the timed runs",
