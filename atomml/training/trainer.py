@@ -354,10 +354,19 @@ class Trainer:
             self.optimizer.step()
             assert self.collector is not None
             self.collector.collect(self.state["step"] + 1, self.potential.model)
-            value = loss.detach() / self.world
-            if self.world > 1:
-                torch.distributed.all_reduce(value)
-            return float(value)
+        else:
+            self._clip_and_schedule()
+            self.optimizer.step()
+            self._update_ema()
+        value = loss.detach() / self.world
+        if self.world > 1:
+            torch.distributed.all_reduce(value)
+        return float(value)
+
+    def _clip_and_schedule(self) -> None:
+        """Gradient clipping and this step's learning rate (warm-up, cosine; the plateau
+        schedule acts at validations)."""
+        c = self.config
         if c.clip_grad_norm:
             torch.nn.utils.clip_grad_norm_(self.potential.parameters(), c.clip_grad_norm)
         if c.warmup_steps and self.state["step"] < c.warmup_steps:
@@ -371,12 +380,6 @@ class Trainer:
         elif c.warmup_steps and self.state["step"] == c.warmup_steps:
             for group in self.optimizer.param_groups:
                 group["lr"] = c.lr
-        self.optimizer.step()
-        self._update_ema()
-        value = loss.detach() / self.world
-        if self.world > 1:
-            torch.distributed.all_reduce(value)
-        return float(value)
 
     @torch.no_grad()
     def _update_ema(self) -> None:
